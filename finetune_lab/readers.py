@@ -1,0 +1,204 @@
+"""Readers for local data files: CoNLL columns, JSON lines, CSV/TSV.
+
+Every problem names the file and line. A row is either loaded, rejected with a `UsageError`
+(user files: the user must fix it), or dropped *and counted* in a `DataReport` (embedded corpora
+with known defects). Nothing disappears silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from finetune_lab.errors import UsageError
+
+# Generous but bounded: a multi-megabyte "line" is a broken file, not a sentence.
+MAX_LINE_CHARS = 1_000_000
+
+
+@dataclass
+class DataReport:
+    """What was loaded from where, per split, and what was dropped and why."""
+
+    source: str = ""
+    kept: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, Counter] = field(default_factory=dict)
+
+    def drop(self, split: str, reason: str, count: int = 1) -> None:
+        self.dropped.setdefault(split, Counter())[reason] += count
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "kept": dict(self.kept),
+            "dropped": {split: dict(reasons) for split, reasons in self.dropped.items() if reasons},
+        }
+
+    def lines(self) -> list[str]:
+        out = [f"data: {self.source}"]
+        for split in [*self.kept, *(s for s in self.dropped if s not in self.kept)]:
+            reasons = self.dropped.get(split) or {}
+            why = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+            kept = f"{self.kept[split]:>7} examples" if split in self.kept else "before splitting:"
+            out.append(f"  {split:<10} {kept}" + (f"  (dropped {why})" if why else ""))
+        return out
+
+
+def _open_bytes(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"data file not found: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"data file is a directory, expected a file: {path}") from None
+    except OSError as err:
+        raise UsageError(f"cannot read data file {path}: {err.strerror or err}") from None
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text without newline) for each line; a decoding error names its line."""
+    for lineno, raw in enumerate(_open_bytes(path).splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise UsageError(
+                f"{path}:{lineno}: not valid UTF-8 (byte {err.start}); re-save the file as UTF-8"
+            ) from None
+        if len(line) > MAX_LINE_CHARS:
+            raise UsageError(f"{path}:{lineno}: line is {len(line):,} characters long; is the file broken?")
+        yield lineno, line.lstrip("\ufeff") if lineno == 1 else line
+
+
+def resolve_label(value: object, label_names: Sequence[str], where: str) -> str:
+    """A label given by name, or by index into `label_names`; anything else is an error."""
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+        index = int(value)
+        if 0 <= index < len(label_names):
+            return label_names[index]
+    elif isinstance(value, str) and value.strip() in label_names:
+        return value.strip()
+    raise UsageError(
+        f"{where}: label {value!r} is not in the label set {list(label_names)}; "
+        "fix the row or declare the labels with --labels"
+    )
+
+
+def read_conll(path: Path, label_names: Sequence[str]) -> list[dict]:
+    """CoNLL column format: `token ... TAG` per line, blank line between sentences.
+
+    The tag is the last column; `-DOCSTART-` lines separate documents and are not sentences.
+    """
+    sentences: list[dict] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    allowed = set(label_names)
+
+    def flush() -> None:
+        if tokens:
+            sentences.append({"tokens": list(tokens), "tags": list(tags)})
+            tokens.clear()
+            tags.clear()
+
+    for lineno, line in iter_lines(path):
+        columns = line.split()
+        if not columns:
+            flush()
+            continue
+        if columns[0] == "-DOCSTART-":
+            flush()
+            continue
+        if len(columns) < 2:
+            raise UsageError(f"{path}:{lineno}: expected 'TOKEN ... TAG' (2 or more columns), got {line!r}")
+        tag = columns[-1]
+        if tag not in allowed:
+            raise UsageError(
+                f"{path}:{lineno}: tag {tag!r} is not in the label set {sorted(allowed)}; "
+                "fix the row or declare the labels with --labels"
+            )
+        tokens.append(columns[0])
+        tags.append(tag)
+    flush()
+    if not sentences:
+        raise UsageError(f"{path}: no sentences found (expected CoNLL columns 'TOKEN ... TAG')")
+    return sentences
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON-lines file."""
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise UsageError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        yield lineno, row
+
+
+def read_delimited(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, row) for a CSV (or, by suffix, TSV) file with a header row."""
+    lines = [line for _, line in iter_lines(path)]  # decodes with line numbers first
+    if not lines:
+        raise UsageError(f"{path}: file is empty; expected a header row such as 'text,label'")
+    delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
+    reader = csv.reader(lines, delimiter=delimiter)
+    try:
+        header = [name.strip() for name in next(reader)]
+        for row in reader:
+            lineno = reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise UsageError(
+                    f"{path}:{lineno}: expected {len(header)} columns ({', '.join(header)}), got {len(row)}"
+                )
+            yield lineno, dict(zip(header, row, strict=True))
+    except csv.Error as err:
+        raise UsageError(f"{path}:{reader.line_num}: malformed CSV ({err})") from None
+
+
+def read_token_file(path: Path, label_names: Sequence[str]) -> list[dict]:
+    """Token-classification examples from CoNLL columns or JSON lines (`tokens`, `ner_tags`)."""
+    if Path(path).suffix.lower() not in (".jsonl", ".json"):
+        return read_conll(path, label_names)
+    examples = []
+    for lineno, row in read_jsonl(path):
+        tokens, tags = row.get("tokens"), row.get("ner_tags", row.get("tags"))
+        if not isinstance(tokens, list) or not isinstance(tags, list):
+            raise UsageError(f"{path}:{lineno}: expected lists 'tokens' and 'ner_tags'")
+        if len(tokens) != len(tags):
+            raise UsageError(f"{path}:{lineno}: {len(tokens)} tokens but {len(tags)} tags")
+        if not tokens:
+            raise UsageError(f"{path}:{lineno}: empty sentence (no tokens)")
+        where = f"{path}:{lineno}"
+        examples.append(
+            {"tokens": [str(t) for t in tokens], "tags": [resolve_label(t, label_names, where) for t in tags]}
+        )
+    if not examples:
+        raise UsageError(f"{path}: no examples found")
+    return examples
+
+
+def read_text_file(path: Path, label_names: Sequence[str], text_column: str = "text") -> list[dict]:
+    """Text-classification examples from CSV/TSV or JSON lines with `text` and `label`."""
+    rows = read_jsonl(path) if Path(path).suffix.lower() in (".jsonl", ".json") else read_delimited(path)
+    examples = []
+    for lineno, row in rows:
+        where = f"{path}:{lineno}"
+        if text_column not in row or "label" not in row:
+            raise UsageError(f"{where}: expected fields '{text_column}' and 'label', got {sorted(row)}")
+        text = row[text_column]
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError(f"{where}: empty text; remove the row or fill it in")
+        examples.append({"text": text, "label": resolve_label(row["label"], label_names, where)})
+    if not examples:
+        raise UsageError(f"{path}: no examples found")
+    return examples

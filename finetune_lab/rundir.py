@@ -1,0 +1,99 @@
+"""Where a run lives (outputs/<task>/<run-name>/), what it may overwrite, and its resolved config."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from finetune_lab.errors import UsageError
+from finetune_lab.hardware import precision_name
+from finetune_lab.modeling import EMBEDDED_NAME, model_label
+
+
+def _broadcast_from_main(value: str, world_size: int) -> str:
+    """The main process's value on every process (run names hold a timestamp)."""
+    if world_size <= 1:
+        return value
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def prepare_run_dir(args: Any) -> Path:
+    """Pick the run folder and refuse to clobber a finished or unfinished run unless asked."""
+    training = args.training
+    if not training.run_name:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        name = f"{model_label(args.model.model_name_or_path)}-seed{training.seed}-{stamp}"
+        training.run_name = _broadcast_from_main(name, training.world_size)
+    run_dir = Path(training.output_dir.format(task=args.run.task, run_name=training.run_name))
+    training.output_dir = str(run_dir)
+
+    finished = (run_dir / "results.json").exists()
+    checkpoints = list(run_dir.glob("checkpoint-*")) if run_dir.is_dir() else []
+    if not (args.run.overwrite_output_dir or args.run.resume):
+        if finished:
+            raise UsageError(
+                f"--output_dir {run_dir} already holds a finished run (results.json); choose another folder "
+                "or pass --overwrite_output_dir"
+            )
+        if checkpoints:
+            raise UsageError(
+                f"--output_dir {run_dir} holds checkpoints of an unfinished run; pass --resume to continue it "
+                "or --overwrite_output_dir to start over"
+            )
+    return run_dir
+
+
+def resume_checkpoint(args: Any, run_dir: Path) -> str | None:
+    """The newest checkpoint to resume from with --resume, else None (train from the start)."""
+    if not args.run.resume:
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    if args.training.process_index == 0:
+        print(
+            f"resume: {'continuing from ' + last if last else 'no checkpoint in ' + str(run_dir) + ', starting fresh'}"
+        )
+    return last
+
+
+def run_config(args: Any, report: Any, truncation: dict) -> dict[str, Any]:
+    """Everything that defines the run: what results.json and W&B store as its config."""
+    training = args.training
+    precision = precision_name(training.bf16, training.fp16)
+    model = args.model.model_name_or_path or EMBEDDED_NAME
+    return {
+        "task": args.run.task,
+        "run_name": training.run_name,
+        "output_dir": training.output_dir,
+        "model": model,
+        "precision": precision,
+        "seed": training.seed,
+        "processes": training.world_size,
+        "main_metric": training.metric_for_best_model,
+        "tags": [
+            args.run.task,
+            model_label(args.model.model_name_or_path),
+            precision,
+            f"seed{training.seed}",
+        ],
+        "experiment_file": args.run.experiment,
+        "notes": args.run.notes,
+        "labels": list(args.task.label_names),
+        "options": {
+            "run": dataclasses.asdict(args.run),
+            "model": dataclasses.asdict(args.model),
+            "data": dataclasses.asdict(args.data),
+            "task": dataclasses.asdict(args.task_options) if args.task_options is not None else {},
+            "training": training.to_dict(),
+        },
+        "data": {**report.to_dict(), "truncation": truncation},
+    }

@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""Fine-tune a pretrained encoder on one task.
+
+    accelerate launch run.py --task ner [--experiment experiments/ner-quick.yaml] [options]
+    python run.py --task sentiment --max_train_samples 500 --report_to none
+
+Parse, build task, build model, train, evaluate, save, report. See `run.py --help`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # quiet fork warnings from the data loader
+
+from finetune_lab.errors import UsageError  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from transformers import EarlyStoppingCallback, Trainer, set_seed
+
+    from finetune_lab import tracking
+    from finetune_lab.arguments import parse_arguments
+    from finetune_lab.callbacks import EpochTimer, PerClassReport
+    from finetune_lab.data import limit_samples, tokenize_splits, truncation_lines
+    from finetune_lab.metrics import format_report
+    from finetune_lab.modeling import load_tokenizer_and_model
+    from finetune_lab.results import environment, redact, write_json
+    from finetune_lab.rundir import prepare_run_dir, resume_checkpoint, run_config
+
+    # 1. parse
+    args = parse_arguments(argv)
+    task, training = args.task, args.training
+    set_seed(training.seed)
+    run_dir = prepare_run_dir(args)
+    main_process = training.process_index == 0
+
+    # 2. build task: data, from the embedded package, the Hub or local files
+    splits, report = task.load(args.data)
+    notes = limit_samples(splits, args.data)
+    # 3. build model
+    tokenizer, model = load_tokenizer_and_model(task, args.model)
+    with training.main_process_first(desc="tokenizing"):
+        tokenized, truncation = tokenize_splits(task, splits, tokenizer, args.data)
+    if main_process:
+        print("\n".join([*report.lines(), *notes, *truncation_lines(truncation, args.data.max_seq_length)]))
+
+    # 4. train
+    config = redact(run_config(args, report, truncation))
+    wandb_run = None
+    if main_process and "wandb" in training.report_to:
+        wandb_run = tracking.start_wandb(training.run_name, task.name, config["tags"], config, notes=args.run.notes)
+        if wandb_run is None:
+            training.report_to = [r for r in training.report_to if r != "wandb"]
+    callbacks = [PerClassReport(), timer := EpochTimer()]
+    if args.run.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.run.early_stopping_patience))
+    trainer = Trainer(
+        model=model,
+        args=training,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        processing_class=tokenizer,
+        data_collator=task.data_collator(tokenizer),
+        compute_metrics=task.compute_metrics,
+        callbacks=callbacks,
+    )
+    started = time.perf_counter()
+    train_result = trainer.train(resume_from_checkpoint=resume_checkpoint(args, run_dir))
+    train_seconds = time.perf_counter() - started
+    history = list(trainer.state.log_history)  # per-epoch dev scores, before the final evaluation
+
+    # 5. evaluate: dev with the best model, then test
+    dev = trainer.evaluate()
+    test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics if "test" in tokenized else {}
+
+    # 6. save: best model + tokenizer + label maps (in config.json), loadable by pipeline()
+    trainer.save_model(str(run_dir))
+    if not main_process:
+        return {}
+
+    # 7. report
+    if test:
+        print("\n" + format_report(test, "test_", title="test"))
+    results = {
+        **config,
+        "dev": {k.removeprefix("eval_"): v for k, v in dev.items()},
+        "test": {k.removeprefix("test_"): v for k, v in test.items()},
+        "dev_history": [e for e in history if "eval_loss" in e],
+        "train_history": [e for e in history if "loss" in e],
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "train": {
+            "seconds": round(train_seconds, 2),
+            "epoch_seconds": timer.seconds,
+            "samples_per_second": train_result.metrics.get("train_samples_per_second"),
+            "steps": trainer.state.global_step,
+            "loss": train_result.metrics.get("train_loss"),
+        },
+        "environment": environment(),
+    }
+    write_json(run_dir / "results.json", redact(results))
+    tracking.log_final(wandb_run, dev, "eval")
+    tracking.log_final(wandb_run, test, "test")
+    tracking.finish(wandb_run)
+    main_metric = training.metric_for_best_model
+    summary = f"{task.name}: dev {main_metric} {results['dev'].get(main_metric, float('nan')):.4f}"
+    if test:
+        summary += f", test {main_metric} {results['test'].get(main_metric, float('nan')):.4f}"
+    print(f"\n{summary}; results in {run_dir / 'results.json'}")
+    return results
+
+
+def cli() -> None:
+    try:
+        main()
+    except UsageError as err:
+        print(f"run.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,88 @@
+import pytest
+
+from finetune_lab.arguments import parse_arguments
+from finetune_lab.errors import UsageError
+
+
+def test_base_and_task_defaults(tmp_path):
+    args = parse_arguments(["--task", "ner"])
+    t = args.training
+    assert (t.learning_rate, t.weight_decay, t.warmup_steps) == (1e-4, 0.01, 0.1)  # ner's own lr
+    assert (t.num_train_epochs, t.per_device_train_batch_size, t.seed) == (3, 32, 42)
+    assert t.eval_strategy == "epoch" and t.save_strategy == "epoch" and t.load_best_model_at_end
+    assert t.metric_for_best_model == "f1" and t.report_to == ["wandb"]
+    assert args.run.early_stopping_patience == 2
+    assert args.task.name == "ner"
+
+
+def test_precedence_task_then_experiment_then_command_line(tmp_path):
+    exp = tmp_path / "e.yaml"
+    exp.write_text("task: ner\nlearning_rate: 3.0e-5\nnum_train_epochs: 5\nmax_seq_length: 64\n")
+    args = parse_arguments(["--experiment", str(exp), "--num_train_epochs", "7"])
+    assert args.training.learning_rate == 3e-5  # experiment beats the task default (1e-4)
+    assert args.training.num_train_epochs == 7  # command line beats the experiment
+    assert args.data.max_seq_length == 64
+    assert args.training.weight_decay == 0.01  # untouched base default
+
+
+def test_json_experiment_files_work_too(tmp_path):
+    exp = tmp_path / "e.json"
+    exp.write_text('{"task": "sentiment", "per_device_train_batch_size": 8}')
+    args = parse_arguments(["--experiment", str(exp)])
+    assert args.task.name == "sentiment" and args.training.per_device_train_batch_size == 8
+
+
+def test_bf16_false_forces_fp32():
+    assert parse_arguments(["--task", "ner", "--bf16", "false"]).training.bf16 is False
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--task", "nerr"],
+            r"unknown task 'nerr' \(did you mean 'ner'\?\); available tasks: ner, sentiment",
+        ),
+        ([], "--task is required; available tasks"),
+        (
+            ["--task", "ner", "--learning_rat", "1e-3"],
+            r"unknown option --learning_rat \(did you mean '--learning_rate'\?\)",
+        ),
+        (["--task", "ner", "--learning_rate", "fast"], "invalid float value: 'fast'"),
+    ],
+)
+def test_bad_options_are_usage_errors(argv, message):
+    with pytest.raises(UsageError, match=message):
+        parse_arguments(argv)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (
+            "task: ner\nlearnig_rate: 1\n",
+            r"e.yaml: unknown option 'learnig_rate' \(did you mean 'learning_rate'\?\)",
+        ),
+        ("task: ner\n  bad: [\n", r"e.yaml:\d+: not valid YAML"),
+        ("- a\n- b\n", "e.yaml: expected a mapping"),
+    ],
+)
+def test_bad_experiment_files_name_the_file(tmp_path, content, message):
+    exp = tmp_path / "e.yaml"
+    exp.write_text(content)
+    with pytest.raises(UsageError, match=message):
+        parse_arguments(["--experiment", str(exp)])
+
+
+def test_missing_experiment_file(tmp_path):
+    with pytest.raises(UsageError, match="cannot read experiment file .*nope.yaml"):
+        parse_arguments(["--task", "ner", "--experiment", str(tmp_path / "nope.yaml")])
+
+
+def test_every_shipped_experiment_parses():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.yaml"))
+    assert files
+    for f in files:
+        assert parse_arguments(["--experiment", str(f)]).task.name

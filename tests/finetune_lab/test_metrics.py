@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from finetune_lab.metrics import classification_metrics, entity_metrics, format_report, per_class_rows
+
+
+def test_entity_metrics_match_hand_computed_values():
+    true = [["B-PER", "I-PER", "O", "B-LOC"]]
+    pred = [["B-PER", "I-PER", "O", "B-ORG"]]
+    m = entity_metrics(true, pred)
+    # entities: true {PER 0-1, LOC 3}, predicted {PER 0-1, ORG 3}: 1 of 2 right each way
+    assert m["precision"] == pytest.approx(0.5)
+    assert m["recall"] == pytest.approx(0.5)
+    assert m["f1"] == pytest.approx(0.5)
+    assert m["token_accuracy"] == pytest.approx(3 / 4)
+    rows = per_class_rows(m)
+    assert rows["PER"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+    assert rows["LOC"]["recall"] == 0.0 and rows["LOC"]["support"] == 1
+    assert rows["ORG"]["precision"] == 0.0 and rows["ORG"]["support"] == 0
+
+
+def test_entity_metrics_count_a_split_entity_as_wrong():
+    # I-PER after O starts a new entity in conlleval's default mode: PER 0-1 vs PER 0 + PER 2
+    m = entity_metrics([["B-PER", "I-PER", "O"]], [["B-PER", "O", "I-PER"]])
+    assert m["precision"] == pytest.approx(0.0)
+    assert m["recall"] == pytest.approx(0.0)
+
+
+def test_classification_metrics_match_hand_computed_values():
+    labels = np.array([0, 0, 1, 1, 1])
+    preds = np.array([0, 1, 1, 1, 0])
+    m = classification_metrics(labels, preds, ["neg", "pos"])
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    rows = per_class_rows(m)
+    assert rows["neg"]["precision"] == pytest.approx(0.5)
+    assert rows["neg"]["recall"] == pytest.approx(0.5)
+    assert rows["pos"]["precision"] == pytest.approx(2 / 3)
+    assert rows["pos"]["f1"] == pytest.approx(2 / 3)
+    assert m["macro_f1"] == pytest.approx((0.5 + 2 / 3) / 2)
+    assert rows["pos"]["support"] == 3
+
+
+def test_report_table_lists_every_class_with_its_numbers():
+    m = classification_metrics(np.array([0, 1, 1]), np.array([0, 1, 0]), ["neg", "pos"])
+    table = format_report({f"eval_{k}": v for k, v in m.items()}, "eval_", title="dev")
+    lines = table.splitlines()
+    assert lines[0] == "dev"
+    neg = next(line for line in lines if line.startswith("neg"))
+    assert neg.split()[1:] == ["0.5000", "1.0000", "0.6667", "1"]
+    assert any(line.startswith("accuracy") and line.split()[1] == "0.6667" for line in lines)

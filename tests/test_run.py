@@ -1,0 +1,250 @@
+"""End to end: run.py on a tiny BERT and a few hundred examples, then reload what it saved."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+
+from finetune_lab.metrics import entity_metrics
+from finetune_lab.task import align_labels_to_words
+from run import main
+from tasks.ner import ConllNer
+from tasks.sentiment import MovieReviewSentiment
+
+QUICK = [
+    "--num_train_epochs",
+    "2",
+    "--per_device_train_batch_size",
+    "16",
+    "--learning_rate",
+    "5e-3",
+    "--disable_tqdm",
+    "true",
+    "--logging_steps",
+    "5",
+]
+
+
+def wandb_summary(wandb_dir: Path) -> dict:
+    """The offline run, read back with wandb's own reader (`wandb leet inspect`)."""
+    runs = sorted(wandb_dir.glob("wandb/offline-run-*"))
+    assert len(runs) == 1, runs
+    wandb_cli = Path(sys.executable).with_name("wandb")
+    done = subprocess.run(
+        [str(wandb_cli), "leet", "inspect", "--summary", "--json", str(runs[0])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_ner_end_to_end(tiny_model_dir, tmp_path):
+    results = main(
+        [
+            "--task",
+            "ner",
+            "--model_name_or_path",
+            str(tiny_model_dir),
+            "--max_train_samples",
+            "240",
+            "--max_eval_samples",
+            "50",
+            "--max_test_samples",
+            "40",
+            *QUICK,
+        ]
+    )
+    run_dir = Path(results["output_dir"])
+    assert run_dir.parent == Path("outputs/ner")
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert saved["data"]["kept"] == {"train": 14041, "validation": 3250, "test": 3453}
+    assert saved["dev"]["examples"] == 50 and saved["test"]["examples"] == 40
+    assert set(saved["test"]) >= {"precision", "recall", "f1", "token_accuracy", "per_class/PER/f1"}
+    assert [round(e["epoch"]) for e in saved["dev_history"]] == [1, 2]
+    assert saved["train"]["samples_per_second"] > 0 and len(saved["train"]["epoch_seconds"]) == 2
+    assert saved["environment"]["packages"]["transformers"] and "commit" in saved["environment"]["git"]
+    assert saved["options"]["training"]["learning_rate"] == 5e-3
+
+    # Reload the saved model and score the same test sentences by hand: the same entity F1.
+    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    model = AutoModelForTokenClassification.from_pretrained(run_dir).eval()
+    assert model.config.id2label == dict(enumerate(ConllNer.label_names))
+    test = ConllNer().load_embedded(__import__("finetune_lab.readers").readers.DataReport())["test"][:40]
+    true, pred = [], []
+    for row in test:
+        enc = align_labels_to_words(
+            {"tokens": [row["tokens"]], "tags": [row["tags"]]}, tokenizer, ConllNer().label2id, 128
+        )
+        labels = np.array(enc["labels"][0])
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([enc["input_ids"][0]])).logits[0].numpy()
+        keep = labels != -100
+        true.append([model.config.id2label[i] for i in labels[keep]])
+        pred.append([model.config.id2label[i] for i in logits.argmax(-1)[keep]])
+    assert entity_metrics(true, pred)["f1"] == pytest.approx(saved["test"]["f1"], abs=1e-9)
+    assert entity_metrics(true, pred)["token_accuracy"] == pytest.approx(saved["test"]["token_accuracy"], abs=1e-9)
+
+    tagger = pipeline("token-classification", model=str(run_dir))
+    assert all(e["entity"] in ConllNer.label_names for e in tagger("EU rejects German call"))
+
+    run = wandb_summary(tmp_path)
+    assert run["project"] == "finetune-lab" and run["name"] == saved["run_name"]
+    assert {"ner", "fp32", "seed42"} <= set(run["tags"]) or {"ner", "bf16"} <= set(run["tags"])
+    assert run["summary"]["test/f1"] == pytest.approx(saved["test"]["f1"])
+    assert run["summary"]["eval/f1"] == pytest.approx(saved["dev"]["f1"])
+    assert run["config"]["data"]["kept"]["train"] == 14041
+
+
+def test_sentiment_end_to_end(tiny_model_dir, tmp_path):
+    results = main(
+        [
+            "--task",
+            "sentiment",
+            "--model_name_or_path",
+            str(tiny_model_dir),
+            "--max_train_samples",
+            "400",
+            "--max_eval_samples",
+            "80",
+            "--max_test_samples",
+            "64",
+            "--report_to",
+            "none",
+            "--output_dir",
+            "runs/s1",
+            *QUICK,
+        ]
+    )
+    saved = json.loads(Path("runs/s1/results.json").read_text())
+    assert results["test"] == saved["test"] and saved["test"]["examples"] == 64
+    assert set(saved["test"]) >= {
+        "accuracy",
+        "macro_f1",
+        "per_class/positive/f1",
+        "per_class/negative/support",
+    }
+    support = saved["test"]["per_class/positive/support"] + saved["test"]["per_class/negative/support"]
+    assert support == 64
+    assert saved["data"]["dropped"] == {"all": {"neutral (rating 0)": 37}}
+    assert not list(tmp_path.glob("wandb/offline-run-*"))  # --report_to none: no W&B run
+
+    # Reload through pipeline() and recompute test accuracy on the same sentences.
+    from finetune_lab.readers import DataReport
+
+    test = MovieReviewSentiment().load_embedded(DataReport())["test"][:64]
+    classify = pipeline("text-classification", model="runs/s1")
+    predicted = [p["label"] for p in classify([r["text"] for r in test], batch_size=1)]
+    accuracy = np.mean([p == r["label"] for p, r in zip(predicted, test, strict=True)])
+    assert accuracy == pytest.approx(saved["test"]["accuracy"], abs=1.01 / 64)  # at most one near-tie flip
+
+
+def test_a_finished_run_is_not_overwritten(tiny_model_dir):
+    Path("runs/done").mkdir(parents=True)
+    Path("runs/done/results.json").write_text("{}")
+    from finetune_lab.errors import UsageError
+
+    with pytest.raises(UsageError, match="already holds a finished run"):
+        main(["--task", "sentiment", "--output_dir", "runs/done", "--report_to", "none"])
+    assert Path("runs/done/results.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda d: ["--task", "nre"], "unknown task 'nre' (did you mean 'ner'?)"),
+        (lambda d: ["--task", "ner", "--epochs", "3"], "unknown option --epochs"),
+        (
+            lambda d: [
+                "--task",
+                "ner",
+                "--train_file",
+                f"{d}/missing.txt",
+                "--validation_file",
+                f"{d}/missing.txt",
+            ],
+            "data file not found",
+        ),
+        (
+            lambda d: ["--task", "ner", "--train_file", f"{d}/bad.txt", "--validation_file", f"{d}/bad.txt"],
+            "bad.txt:2: expected 'TOKEN ... TAG'",
+        ),
+        (
+            lambda d: [
+                "--task",
+                "ner",
+                "--train_file",
+                f"{d}/label.txt",
+                "--validation_file",
+                f"{d}/label.txt",
+            ],
+            "label.txt:1: tag 'B-CITY' is not in the label set",
+        ),
+        (
+            lambda d: [
+                "--task",
+                "sentiment",
+                "--train_file",
+                f"{d}/empty.csv",
+                "--validation_file",
+                f"{d}/empty.csv",
+            ],
+            "empty.csv:3: empty text",
+        ),
+    ],
+)
+def test_cli_errors_exit_2_with_one_readable_line(run_cli, tmp_path, make_args, message):
+    (tmp_path / "bad.txt").write_text("John B-PER\nlives\n")
+    (tmp_path / "label.txt").write_text("Paris B-CITY\n")
+    (tmp_path / "empty.csv").write_text('text,label\ngood,positive\n"",negative\n')
+    done = run_cli(*make_args(tmp_path), "--report_to", "none")
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0, done.stderr  # one line
+
+
+def test_help_lists_the_tasks(run_cli):
+    done = run_cli("--help")
+    assert done.returncode == 0
+    assert "ner " in done.stdout and "sentiment " in done.stdout and "--max_train_samples" in done.stdout
+
+
+def test_two_process_ddp_scores_every_example_once(run_cli, tiny_model_dir, tmp_path):
+    launcher = [
+        str(Path(sys.executable).with_name("accelerate")),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+    ]
+    done = run_cli(
+        "--task",
+        "sentiment",
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--max_train_samples",
+        "200",
+        "--max_eval_samples",
+        "51",
+        "--max_test_samples",
+        "37",
+        "--output_dir",
+        "runs/ddp",
+        *QUICK,
+        launcher=launcher,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = json.loads(Path("runs/ddp/results.json").read_text())
+    # 51 and 37 do not split evenly over 2 processes: padding duplicates must not be scored
+    assert saved["dev"]["examples"] == 51 and saved["test"]["examples"] == 37
+    assert saved["processes"] == 2
+    assert len(list(tmp_path.glob("wandb/offline-run-*"))) == 1  # one W&B run, from the main process
