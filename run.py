@@ -16,7 +16,7 @@ from typing import Any
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # quiet fork warnings from the data loader
 
-from finetune_lab.errors import UsageError  # noqa: E402
+from finetune_lab.errors import TrainingError, UsageError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -24,12 +24,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from finetune_lab import tracking
     from finetune_lab.arguments import parse_arguments
-    from finetune_lab.callbacks import EpochTimer, PerClassReport
+    from finetune_lab.callbacks import EpochTimer, MarkCheckpointComplete, PerClassReport, StopOnNonFiniteLoss
     from finetune_lab.data import limit_samples, tokenize_splits, truncation_lines
     from finetune_lab.metrics import format_report
     from finetune_lab.modeling import load_tokenizer_and_model
     from finetune_lab.results import environment, redact, write_json
-    from finetune_lab.rundir import prepare_run_dir, resume_checkpoint, run_config
+    from finetune_lab.rundir import prepare_run_dir, resume_checkpoint, run_config, save_model_atomically
 
     # 1. parse
     args = parse_arguments(argv)
@@ -52,10 +52,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     config = redact(run_config(args, report, truncation))
     wandb_run = None
     if main_process and "wandb" in training.report_to:
-        wandb_run = tracking.start_wandb(training.run_name, task.name, config["tags"], config, notes=args.run.notes)
+        wandb_run = tracking.start_wandb(training.run_name, task.name, config["tags"], config, notes=config["notes"])
         if wandb_run is None:
             training.report_to = [r for r in training.report_to if r != "wandb"]
-    callbacks = [PerClassReport(), timer := EpochTimer()]
+    callbacks = [PerClassReport(), timer := EpochTimer(), MarkCheckpointComplete(), StopOnNonFiniteLoss()]
     if args.run.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.run.early_stopping_patience))
     trainer = Trainer(
@@ -69,16 +69,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         callbacks=callbacks,
     )
     started = time.perf_counter()
-    train_result = trainer.train(resume_from_checkpoint=resume_checkpoint(args, run_dir))
-    train_seconds = time.perf_counter() - started
-    history = list(trainer.state.log_history)  # per-epoch dev scores, before the final evaluation
+    try:
+        train_metrics = {}
+        if training.do_train:  # --do_train false: evaluate --model_name_or_path as it is
+            train_metrics = trainer.train(resume_from_checkpoint=resume_checkpoint(args, run_dir)).metrics
+        train_seconds = time.perf_counter() - started
+        history = list(trainer.state.log_history)  # per-epoch dev scores, before the final evaluation
 
-    # 5. evaluate: dev with the best model, then test
-    dev = trainer.evaluate()
-    test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics if "test" in tokenized else {}
+        # 5. evaluate: dev with the best model, then test
+        dev = trainer.evaluate()
+        test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics if "test" in tokenized else {}
 
-    # 6. save: best model + tokenizer + label maps (in config.json), loadable by pipeline()
-    trainer.save_model(str(run_dir))
+        # 6. save: best model + tokenizer + label maps (in config.json), loadable by pipeline()
+        if training.do_train:
+            save_model_atomically(trainer, run_dir)
+    except BaseException:
+        tracking.finish(wandb_run, exit_code=1)
+        raise
     if not main_process:
         return {}
 
@@ -95,9 +102,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "train": {
             "seconds": round(train_seconds, 2),
             "epoch_seconds": timer.seconds,
-            "samples_per_second": train_result.metrics.get("train_samples_per_second"),
+            "samples_per_second": train_metrics.get("train_samples_per_second"),
             "steps": trainer.state.global_step,
-            "loss": train_result.metrics.get("train_loss"),
+            "loss": train_metrics.get("train_loss"),
         },
         "environment": environment(),
     }
@@ -119,6 +126,9 @@ def cli() -> None:
     except UsageError as err:
         print(f"run.py: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except TrainingError as err:
+        print(f"run.py: error: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,7 @@ BASE_DEFAULTS: dict[str, Any] = {
     "save_total_limit": 2,
     "seed": 42,
     "report_to": ["wandb"],
+    "do_train": True,  # --do_train false evaluates --model_name_or_path without training
     # Batches of similar length: far less padding (2.1x faster NER training on 2 CPU cores).
     "train_sampling_strategy": "group_by_length",
     "ddp_find_unused_parameters": False,  # every parameter is used; True costs a graph walk per step

@@ -1,12 +1,17 @@
-"""Trainer callbacks: the per-class dev report after each evaluation, and epoch wall times."""
+"""Trainer callbacks: per-class dev report, epoch wall times, checkpoint completion, NaN guard."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import torch
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from finetune_lab.errors import TrainingError
 from finetune_lab.metrics import format_report
+from finetune_lab.rundir import COMPLETE_MARKER, latest_complete_checkpoint
 
 
 class PerClassReport(TrainerCallback):
@@ -32,3 +37,30 @@ class EpochTimer(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, **kwargs):
         self.seconds.append(round(time.perf_counter() - self._start, 2))
+
+
+class MarkCheckpointComplete(TrainerCallback):
+    """Mark each checkpoint once Trainer has finished writing it (on_save comes after the save)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            if folder.is_dir():
+                (folder / COMPLETE_MARKER).write_text(f"step {state.global_step}\n")
+
+
+class StopOnNonFiniteLoss(TrainerCallback):
+    """Stop before the optimizer applies NaN/inf gradients, so no bad weights are ever saved.
+
+    Gradients are already all-reduced here under DDP, so every process reaches the same verdict.
+    """
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if grads and not torch.isfinite(torch.stack([g.detach().float().norm() for g in grads])).all():
+            last = state.best_model_checkpoint or latest_complete_checkpoint(Path(args.output_dir))
+            raise TrainingError(
+                f"training stopped at step {state.global_step + 1}: the loss or its gradients became NaN or "
+                f"infinite; last good checkpoint: {last or 'none yet'}. Try a lower --learning_rate, "
+                "--max_grad_norm 1.0, or --bf16 false, then --resume"
+            )

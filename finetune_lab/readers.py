@@ -8,6 +8,7 @@ with known defects). Nothing disappears silently.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,8 @@ class DataReport:
     source: str = ""
     kept: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, Counter] = field(default_factory=dict)
+    # sha256 of each split's parsed rows: the same number means the same examples, whatever the source.
+    checksums: dict[str, str] = field(default_factory=dict)
 
     def drop(self, split: str, reason: str, count: int = 1) -> None:
         self.dropped.setdefault(split, Counter())[reason] += count
@@ -36,6 +39,7 @@ class DataReport:
             "source": self.source,
             "kept": dict(self.kept),
             "dropped": {split: dict(reasons) for split, reasons in self.dropped.items() if reasons},
+            "checksums": dict(self.checksums),
         }
 
     def lines(self) -> list[str]:
@@ -46,6 +50,10 @@ class DataReport:
             kept = f"{self.kept[split]:>7} examples" if split in self.kept else "before splitting:"
             out.append(f"  {split:<10} {kept}" + (f"  (dropped {why})" if why else ""))
         return out
+
+
+def rows_checksum(rows: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def _open_bytes(path: Path) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,11 @@ from typing import Any
 from finetune_lab.errors import UsageError
 from finetune_lab.hardware import precision_name
 from finetune_lab.modeling import EMBEDDED_NAME, model_label
+
+# Written into a checkpoint folder only after Trainer has saved all of it (model, optimizer,
+# scheduler, RNG, trainer state): a folder without it was cut short by a kill and is never resumed.
+COMPLETE_MARKER = "checkpoint-complete"
+CHECKPOINT_PREFIX = "checkpoint-"
 
 
 def _broadcast_from_main(value: str, world_size: int) -> str:
@@ -51,18 +57,44 @@ def prepare_run_dir(args: Any) -> Path:
     return run_dir
 
 
-def resume_checkpoint(args: Any, run_dir: Path) -> str | None:
-    """The newest checkpoint to resume from with --resume, else None (train from the start)."""
-    if not args.run.resume:
-        return None
-    from transformers.trainer_utils import get_last_checkpoint
+def _checkpoints(run_dir: Path) -> list[Path]:
+    """checkpoint-N folders, oldest first."""
+    found = [p for p in run_dir.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
-    last = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
-    if args.training.process_index == 0:
-        print(
-            f"resume: {'continuing from ' + last if last else 'no checkpoint in ' + str(run_dir) + ', starting fresh'}"
-        )
+
+def latest_complete_checkpoint(run_dir: Path) -> str | None:
+    complete = [p for p in _checkpoints(run_dir) if (p / COMPLETE_MARKER).exists()]
+    return str(complete[-1]) if complete else None
+
+
+def resume_checkpoint(args: Any, run_dir: Path) -> str | None:
+    """With --resume: the newest complete checkpoint (half-written ones are removed), else None."""
+    if not args.run.resume or not run_dir.is_dir():
+        return None
+    main_process = args.training.process_index == 0
+    last = latest_complete_checkpoint(run_dir)
+    for folder in _checkpoints(run_dir):
+        if not (folder / COMPLETE_MARKER).exists() and main_process:
+            print(f"resume: removing {folder.name}, left incomplete by an interrupted save")
+            shutil.rmtree(folder, ignore_errors=True)
+    if main_process:
+        print(f"resume: continuing from {last}" if last else f"resume: no complete checkpoint in {run_dir}, starting")
     return last
+
+
+def save_model_atomically(trainer: Any, run_dir: Path) -> None:
+    """Save into a temporary folder, then move each file into place with an atomic rename.
+
+    A kill mid-save leaves every file either the previous version or the new one, never torn.
+    """
+    staging = run_dir / ".saving-model"
+    trainer.save_model(str(staging))  # main process writes; others return
+    if trainer.args.process_index != 0:
+        return
+    for item in staging.iterdir():
+        item.replace(run_dir / item.name)
+    staging.rmdir()
 
 
 def run_config(args: Any, report: Any, truncation: dict) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from transformers import (
 
 from finetune_lab.errors import UsageError
 from finetune_lab.metrics import classification_metrics, entity_metrics
-from finetune_lab.readers import DataReport, read_text_file, read_token_file, resolve_label
+from finetune_lab.readers import DataReport, read_text_file, read_token_file, resolve_label, rows_checksum
 
 SPLITS = ("train", "validation", "test")
 
@@ -105,6 +105,7 @@ class Task:
             splits = self.load_embedded(report)
         for split, rows in splits.items():
             report.kept[split] = len(rows)
+            report.checksums[split] = rows_checksum(rows)
         return DatasetDict({split: Dataset.from_list(rows) for split, rows in splits.items()}), report
 
     def load_hub(self, data_args: Any, report: DataReport) -> dict[str, list[dict]]:

@@ -92,6 +92,6 @@ def log_final(run, metrics: dict[str, Any], prefix: str) -> None:
         run.log({f"{prefix}/per_class_report": table})
 
 
-def finish(run) -> None:
+def finish(run, exit_code: int = 0) -> None:
     if run is not None:
-        run.finish()
+        run.finish(exit_code=exit_code)
