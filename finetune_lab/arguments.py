@@ -98,7 +98,10 @@ BASE_DEFAULTS: dict[str, Any] = {
     "do_train": True,  # --do_train false evaluates --model_name_or_path without training
     # Batches of similar length: far less padding (2.1x faster NER training on 2 CPU cores).
     "train_sampling_strategy": "group_by_length",
-    "ddp_find_unused_parameters": False,  # every parameter is used; True costs a graph walk per step
+    "ddp_find_unused_parameters": False,
+    # transformers 5.24 multiplies the *eval* loss by the number of processes when this is on
+    # (eval passes num_items_in_batch to compute_loss); off gives plain DDP gradient averaging.
+    "average_tokens_across_devices": False,  # every parameter is used; True costs a graph walk per step
 }
 
 

@@ -67,7 +67,7 @@ run.cli()
 
 def comparable(metrics: dict) -> dict:
     """Metrics without the timing entries, which differ from run to run."""
-    return {k: v for k, v in metrics.items() if not any(t in k for t in ("runtime", "per_second"))}
+    return {k: v for k, v in metrics.items() if not any(t in k for t in ("runtime", "per_second", "_time"))}
 
 
 def test_killed_run_resumes_to_the_same_weights_and_metrics(tiny_model_dir):
@@ -199,3 +199,35 @@ def test_trust_remote_code_is_off_and_pickled_weights_are_refused(tiny_model_dir
     assert not list(pickled.glob("*.safetensors"))
     with pytest.raises(UsageError, match="cannot load --model_name_or_path"):
         main([*TINY_RUN, "--model_name_or_path", str(pickled), "--output_dir", "runs/pickled"])
+
+
+def test_two_processes_report_the_same_metrics_as_one_from_the_same_weights(tiny_model_dir, run_cli):
+    main([*TINY_RUN, "--model_name_or_path", str(tiny_model_dir), "--num_train_epochs", "1", "--output_dir", "runs/w"])
+    # Odd sizes: 2 processes get unequal shards, and the padding duplicates must not be scored.
+    evaluate = [
+        "--task",
+        "sentiment",
+        "--do_train",
+        "false",
+        "--model_name_or_path",
+        "runs/w",
+        "--max_eval_samples",
+        "51",
+        "--max_test_samples",
+        "37",
+        "--report_to",
+        "none",
+    ]
+    one = main([*evaluate, "--output_dir", "runs/one"])
+    launcher = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2"]
+    done = run_cli(*evaluate, "--output_dir", "runs/two", launcher=launcher)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads(Path("runs/two/results.json").read_text())
+    assert two["processes"] == 2 and one["processes"] == 1
+    assert two["dev"]["examples"] == 51 and two["test"]["examples"] == 37
+    for split in ("dev", "test"):
+        scores_two, scores_one = comparable(two[split]), comparable(one[split])
+        # Trainer's loss averages per-batch means, and the padded duplicate in a process's last
+        # batch is inside one such mean: close, not exact. Every prediction-based metric is exact.
+        assert scores_two.pop("loss") == pytest.approx(scores_one.pop("loss"), rel=1e-2), split
+        assert scores_two == pytest.approx(scores_one, abs=1e-9), split
