@@ -153,7 +153,25 @@ def test_a_finished_run_is_not_overwritten(tiny_model_dir):
     from finetune_lab.errors import UsageError
 
     with pytest.raises(UsageError, match="already holds a finished run"):
-        main(["--task", "sentiment", "--output_dir", "runs/done", "--report_to", "none"])
+        main(
+            [
+                "--task",
+                "sentiment",
+                "--model_name_or_path",
+                str(tiny_model_dir),
+                "--output_dir",
+                "runs/done",
+                "--max_train_samples",
+                "32",
+                "--max_eval_samples",
+                "16",
+                "--max_test_samples",
+                "16",
+                *QUICK,
+                "--report_to",
+                "none",
+            ]
+        )
     assert Path("runs/done/results.json").read_text() == "{}"
 
 

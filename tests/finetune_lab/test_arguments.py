@@ -11,6 +11,7 @@ def test_base_and_task_defaults(tmp_path):
     assert (t.num_train_epochs, t.per_device_train_batch_size, t.seed) == (3, 32, 42)
     assert t.eval_strategy == "epoch" and t.save_strategy == "epoch" and t.load_best_model_at_end
     assert t.metric_for_best_model == "f1" and t.report_to == ["wandb"]
+    assert t.save_total_limit == 2  # disk use stays bounded by default
     assert args.run.early_stopping_patience == 2
     assert args.task.name == "ner"
 

@@ -1,6 +1,15 @@
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from finetune_lab.results import REDACTED, environment, redact, write_json
+from finetune_lab.rundir import save_model_atomically
 
 
 def test_secret_keys_and_environment_secret_values_are_redacted(monkeypatch):
@@ -24,6 +33,55 @@ def test_write_json_replaces_atomically(tmp_path):
     write_json(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary file left
+
+
+WRITER = """
+import sys
+sys.path.insert(0, {root!r})
+from finetune_lab.results import write_json
+versions = [{{"v": "a" * 400_000}}, {{"v": "b" * 400_000}}]
+i = 0
+while True:
+    write_json({path!r}, versions[i % 2])
+    i += 1
+"""
+
+
+def test_a_reader_or_a_kill_never_sees_a_torn_results_file(tmp_path):
+    """A writer rewrites a large results.json in a loop; every read, and the file after SIGKILL, is whole."""
+    path = tmp_path / "results.json"
+    write_json(path, {"v": "a" * 400_000})
+    root = str(Path(__file__).resolve().parents[2])
+    writer = subprocess.Popen([sys.executable, "-c", WRITER.format(root=root, path=str(path))])
+    try:
+        reads, deadline = 0, time.monotonic() + 3
+        while time.monotonic() < deadline:
+            value = json.loads(path.read_text())["v"]  # a torn file fails to parse
+            assert value in ("a" * 400_000, "b" * 400_000)
+            reads += 1
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    assert reads > 10
+    assert json.loads(path.read_text())["v"][0] in "ab"
+
+
+def test_the_final_model_is_staged_so_a_failed_save_leaves_the_old_one(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "model.safetensors").write_text("old")
+
+    class FailingTrainer:
+        args = SimpleNamespace(process_index=0)
+
+        def save_model(self, folder):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / "model.safetensors").write_text("half")
+            raise KeyboardInterrupt  # killed mid-save
+
+    with pytest.raises(KeyboardInterrupt):
+        save_model_atomically(FailingTrainer(), run_dir)
+    assert (run_dir / "model.safetensors").read_text() == "old"
 
 
 def test_environment_names_library_versions():
