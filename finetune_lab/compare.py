@@ -217,9 +217,11 @@ def load_wandb_runs(wandb_dir: Path) -> tuple[list[Run], list[str]]:
                 **config,
                 "dev": {metric: summary.get(f"eval/{metric}")},
                 "test": {metric: summary.get(f"test/{metric}")},
-                "train": {
-                    "seconds": summary.get("train/train_runtime"),
-                    "samples_per_second": summary.get("train/train_samples_per_second"),
+                "train": {  # tracking.log_final's keys; Trainer's own summary keys as a fallback
+                    "seconds": summary.get("train/seconds", summary.get("train_runtime")),
+                    "samples_per_second": summary.get(
+                        "train/samples_per_second", summary.get("train_samples_per_second")
+                    ),
                 },
             }
             runs.append(run_from_results(data, str(folder), source="wandb"))
