@@ -218,3 +218,27 @@ def test_empty_folder_is_a_usage_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="no results.json under"):
         main([str(tmp_path / "empty"), "--no_plots"])
+
+
+def test_real_runs_and_their_offline_wandb_runs(tiny_runs, capsys):
+    """The shared tiny runs: results.json read as-is, and the same runs read back from offline W&B."""
+    from finetune_lab.compare import load_wandb_runs
+
+    outputs = tiny_runs["wandb_dir"] / "outputs"
+    boards = main([str(outputs), "--out_dir", "plots"])
+    assert set(boards) == {"ner", "sentiment"}
+    for name in ("ner-dev.png", "ner-loss.png", "ner-test.png", "sentiment-dev.png"):
+        assert Path("plots", name).stat().st_size > 5000
+
+    wandb_runs, problems = load_wandb_runs(tiny_runs["wandb_dir"])
+    assert problems == []
+    assert sorted(r.task for r in wandb_runs) == ["ner", "sentiment"]
+    for run in wandb_runs:
+        (saved,) = boards[run.task][0].runs
+        assert (run.name, run.source, saved.source) == (saved.name, "wandb", "results.json")
+        assert run.dev == pytest.approx(saved.dev) and run.test == pytest.approx(saved.test)
+        assert run.samples_per_second == pytest.approx(saved.samples_per_second)
+        assert run.group_key == saved.group_key  # a W&B run and its results.json group together
+    capsys.readouterr()
+    merged = main([str(outputs), "--wandb_dir", str(tiny_runs["wandb_dir"]), "--no_plots", "--format", "csv"])
+    assert [g.n for g in merged["ner"]] == [1]  # the same run from both sources counts once
