@@ -121,6 +121,18 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def _canonical(value: Any) -> Any:
+    """One spelling per value: a W&B config drops empty dicts and reads 2.0 back as 2; results.json does not."""
+    if isinstance(value, dict):
+        pruned = {k: _canonical(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v != {}}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _group_key(data: dict[str, Any]) -> str:
     """What must be equal for two runs to be seeds of one experiment, as canonical JSON."""
     options = data.get("options") or {}
@@ -136,7 +148,7 @@ def _group_key(data: dict[str, Any]) -> str:
         "processes": data.get("processes"),
         "options": kept,
     }
-    return json.dumps(identity, sort_keys=True, default=str)
+    return json.dumps(_canonical(identity), sort_keys=True, default=str)
 
 
 def run_from_results(data: dict[str, Any], path: str, source: str = "results.json") -> Run:

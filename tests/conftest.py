@@ -91,4 +91,7 @@ def tiny_runs(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
                 + ["--output_dir", f"outputs/{task}/tiny-seed7", *TINY_TRAINING, *extra]
             )
             runs[task] = root / results["output_dir"]
+    import wandb
+
+    wandb.teardown()  # forget this fixture's W&B settings (WANDB_DIR), so later tests log where they ask
     return runs

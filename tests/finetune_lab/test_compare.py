@@ -242,3 +242,15 @@ def test_real_runs_and_their_offline_wandb_runs(tiny_runs, capsys):
     capsys.readouterr()
     merged = main([str(outputs), "--wandb_dir", str(tiny_runs["wandb_dir"]), "--no_plots", "--format", "csv"])
     assert [g.n for g in merged["ner"]] == [1]  # the same run from both sources counts once
+
+
+def test_cli_exit_code_2_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    command = [sys.executable, "-m", "finetune_lab.compare", str(tmp_path / "nope")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == f"compare: error: RUNS_DIR {tmp_path / 'nope'} is not a folder\n"
