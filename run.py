@@ -55,7 +55,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         wandb_run = tracking.start_wandb(training.run_name, task.name, config["tags"], config, notes=config["notes"])
         if wandb_run is None:
             training.report_to = [r for r in training.report_to if r != "wandb"]
-    callbacks = [PerClassReport(), timer := EpochTimer(), MarkCheckpointComplete(), StopOnNonFiniteLoss()]
+    callbacks = [
+        PerClassReport(),
+        timer := EpochTimer(),
+        MarkCheckpointComplete(),
+        StopOnNonFiniteLoss(),
+        *tracking.callbacks(wandb_run, config),
+    ]
     if args.run.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.run.early_stopping_patience))
     trainer = Trainer(
@@ -78,7 +84,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         # 5. evaluate: dev with the best model, then test
         dev = trainer.evaluate()
-        test = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics if "test" in tokenized else {}
+        test_output = trainer.predict(tokenized["test"], metric_key_prefix="test") if "test" in tokenized else None
+        test = test_output.metrics if test_output is not None else {}
 
         # 6. save: best model + tokenizer + label maps (in config.json), loadable by pipeline()
         if training.do_train:
@@ -105,12 +112,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "samples_per_second": train_metrics.get("train_samples_per_second"),
             "steps": trainer.state.global_step,
             "loss": train_metrics.get("train_loss"),
+            "peak_memory_mb": tracking.peak_memory_mb(),
         },
         "environment": environment(),
     }
     write_json(run_dir / "results.json", redact(results))
-    tracking.log_final(wandb_run, dev, "eval")
-    tracking.log_final(wandb_run, test, "test")
+    tracking.log_final(wandb_run, results, test_output, model_dir=run_dir if args.run.wandb_log_model else None)
     tracking.finish(wandb_run)
     main_metric = training.metric_for_best_model
     summary = f"{task.name}: dev {main_metric} {results['dev'].get(main_metric, float('nan')):.4f}"

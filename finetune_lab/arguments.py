@@ -39,6 +39,9 @@ class RunArguments:
     resume: bool = field(
         default=False, metadata={"help": "Continue from the newest complete checkpoint in --output_dir."}
     )
+    wandb_log_model: bool = field(
+        default=False, metadata={"help": "Upload the best model to W&B as a 'model' artifact (off: can be large)."}
+    )
 
 
 @dataclass

@@ -2,20 +2,28 @@
 
 Trainer's own WandbCallback logs the curves; this module opens the run first (so it gets our
 project, name, group, tags and sanitized config), falls back to offline mode when there is no
-API key or W&B cannot start, and adds the final test metrics and per-class tables.
+API key or W&B cannot start, and adds what the curves do not hold: the common main-metric key with
+its best value and step, final dev/test metrics, per-class tables, the confusion matrix, data
+counts, speed and peak memory, and (with --wandb_log_model) the best model as an artifact.
 """
 
 from __future__ import annotations
 
 import netrc
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from transformers import TrainerCallback
+
 from finetune_lab.metrics import per_class_rows
 
 DEFAULT_PROJECT = "finetune-lab"
+# Every task's main metric (f1 for NER, accuracy for sentiment, ...) also under one key, so one
+# dashboard panel compares runs of all tasks; config.main_metric says which metric it is.
+MAIN_EVAL, MAIN_TEST = "eval/main", "test/main"
 
 
 def has_wandb_credentials() -> bool:
@@ -41,8 +49,36 @@ def choose_wandb_mode() -> str:
     return "offline"
 
 
+def experiment_notes(path: str | None) -> str | None:
+    """The leading comment block of an experiment file (what the variation is for), or None."""
+    if not path:
+        return None
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    comment = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        comment.append(line.lstrip("#").strip())
+    return " ".join(c for c in comment if c) or None
+
+
+def wandb_tags(config: dict[str, Any]) -> list[str]:
+    """results.json's tags (task, model, precision, seed) plus the fine-tuning method (PEFT or full)."""
+    run_options = (config.get("options") or {}).get("run") or {}
+    peft = run_options.get("peft") or run_options.get("peft_method")  # none in this repo yet
+    return [*config.get("tags", []), f"peft-{peft}" if peft else "full-finetune"]
+
+
 def start_wandb(name: str, group: str, tags: list[str], config: dict[str, Any], notes: str | None = None):
-    """Open the W&B run on the main process; offline if it cannot start online. None if W&B fails."""
+    """Open the W&B run on the main process; offline if it cannot start online. None if W&B fails.
+
+    Dashboard conventions: group = task, job type "train", tags for model / precision / PEFT /
+    seed, notes from --notes or else the experiment file's leading comment, and one common key
+    `eval/main` (every task's main metric) whose summary is the best dev value.
+    """
     import wandb
 
     os.environ.setdefault("WANDB_PROJECT", DEFAULT_PROJECT)  # Trainer's callback reads it too
@@ -51,14 +87,14 @@ def start_wandb(name: str, group: str, tags: list[str], config: dict[str, Any], 
         project=os.environ["WANDB_PROJECT"],
         name=name,
         group=group,
-        tags=tags,
+        tags=list(dict.fromkeys([*tags, *wandb_tags(config)])),
         config=config,
-        notes=notes,
+        notes=notes or experiment_notes(config.get("experiment_file")),
         job_type="train",
         reinit="finish_previous",
     )
     try:
-        return wandb.init(mode=mode, **init)
+        run = wandb.init(mode=mode, **init)
     except Exception as err:  # bad key, no network, server error: keep training, log offline
         if mode == "offline":
             print(f"W&B: cannot start even offline ({type(err).__name__}: {err}); continuing without W&B")
@@ -66,30 +102,139 @@ def start_wandb(name: str, group: str, tags: list[str], config: dict[str, Any], 
         print(f"W&B: cannot start online ({type(err).__name__}); falling back to offline logging")
         os.environ["WANDB_MODE"] = "offline"
         try:
-            return wandb.init(mode="offline", **init)
+            run = wandb.init(mode="offline", **init)
         except Exception as err2:
             print(f"W&B: cannot start offline either ({type(err2).__name__}: {err2}); continuing without W&B")
             return None
+    define_metrics(run, _greater_is_better(config))
+    return run
 
 
-def log_final(run, metrics: dict[str, Any], prefix: str) -> None:
-    """Final metrics into the run summary, and the per-class report as a wandb.Table."""
+def _greater_is_better(config: dict[str, Any]) -> bool:
+    greater = ((config.get("options") or {}).get("training") or {}).get("greater_is_better")
+    return bool(greater) if greater is not None else config.get("main_metric") != "loss"
+
+
+def define_metrics(run, greater_is_better: bool = True) -> None:
+    """Curves against the Trainer's step; the summary of `eval/main` keeps the best dev value."""
+    run.define_metric("train/global_step")
+    run.define_metric("train/epoch", step_metric="train/global_step")
+    run.define_metric(MAIN_EVAL, step_metric="train/global_step", summary="max" if greater_is_better else "min")
+    run.define_metric(MAIN_TEST, summary="last")
+
+
+class MainMetricLogger(TrainerCallback):
+    """After each evaluation: the task's main metric under the common key `eval/main` (with the
+    epoch, for an x = epoch chart), and the best value so far with its step and epoch in the summary."""
+
+    def __init__(self, run, main_metric: str, greater_is_better: bool = True) -> None:
+        self.run, self.key, self.greater = run, f"eval_{main_metric}", greater_is_better
+        self.best: float | None = None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not state.is_world_process_zero or not metrics or self.key not in metrics:
+            return
+        value = float(metrics[self.key])
+        self.run.log({MAIN_EVAL: value, "train/epoch": state.epoch, "train/global_step": state.global_step})
+        if self.best is None or (value > self.best if self.greater else value < self.best):
+            self.best = value
+            self.run.summary.update(
+                {
+                    f"{MAIN_EVAL}_best": value,
+                    f"{MAIN_EVAL}_best_step": state.global_step,
+                    f"{MAIN_EVAL}_best_epoch": state.epoch,
+                }
+            )
+
+
+def callbacks(run, config: dict[str, Any]) -> list[TrainerCallback]:
+    """Trainer callbacks for our W&B conventions (none without a W&B run)."""
+    if run is None:
+        return []
+    return [MainMetricLogger(run, config["main_metric"], _greater_is_better(config))]
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this process: GPU memory allocated by torch on CUDA, else the peak RSS."""
+    import torch
+
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+
+
+def data_summary(data: dict[str, Any]) -> dict[str, int]:
+    """Dataset sizes, drop counts and truncations per split, as flat summary keys."""
+    out: dict[str, int] = {}
+    for split, count in (data.get("kept") or {}).items():
+        out[f"data/{split}/examples"] = count
+    for split, reasons in (data.get("dropped") or {}).items():
+        out[f"data/{split}/dropped"] = sum(reasons.values())
+    for split, counts in (data.get("truncation") or {}).items():
+        out[f"data/{split}/truncated"] = counts.get("truncated", 0)
+    return out
+
+
+def log_final(run, results: dict[str, Any], test_output: Any = None, model_dir: Path | None = None) -> None:
+    """At the end of a run: final dev and test metrics (`eval/<metric>`, `test/<metric>`,
+    `test/main`), per-class tables, the test confusion matrix (classification), data counts,
+    speed and peak memory into the run; with model_dir, the saved best model as an artifact."""
     import wandb
 
     if run is None:
         return
-    scalars = {
-        f"{prefix}/{key[len(prefix) + 1 :]}": value
-        for key, value in metrics.items()
-        if key.startswith(f"{prefix}_") and isinstance(value, int | float)
-    }
-    run.summary.update(scalars)
-    rows = per_class_rows(metrics, f"{prefix}_")
-    if rows:
-        table = wandb.Table(columns=["class", "precision", "recall", "f1", "support"])
-        for name, row in rows.items():
-            table.add_data(name, row.get("precision"), row.get("recall"), row.get("f1"), int(row.get("support", 0)))
-        run.log({f"{prefix}/per_class_report": table})
+    for prefix, metrics in (("eval", results.get("dev") or {}), ("test", results.get("test") or {})):
+        run.summary.update({f"{prefix}/{k}": v for k, v in metrics.items() if _is_number(v)})
+        rows = per_class_rows(metrics)
+        if rows:
+            table = wandb.Table(columns=["class", "precision", "recall", "f1", "support"])
+            for name, row in rows.items():
+                table.add_data(name, row.get("precision"), row.get("recall"), row.get("f1"), int(row.get("support", 0)))
+            run.log({f"{prefix}/per_class_report": table})
+    main = results.get("main_metric")
+    if main in (results.get("test") or {}):
+        run.summary[MAIN_TEST] = results["test"][main]
+    train = results.get("train") or {}
+    run.summary.update({f"train/{k}": v for k, v in train.items() if _is_number(v)})
+    run.summary.update(data_summary(results.get("data") or {}))
+    run.summary["system/peak_memory_mb"] = train.get("peak_memory_mb") or peak_memory_mb()
+    labels = results.get("labels") or []
+    predictions = getattr(test_output, "predictions", None)
+    label_ids = getattr(test_output, "label_ids", None)
+    if predictions is not None and label_ids is not None and predictions.ndim == 2:  # one label per text
+        run.log(
+            {
+                "test/confusion_matrix": wandb.plot.confusion_matrix(
+                    y_true=label_ids.tolist(), preds=predictions.argmax(-1).tolist(), class_names=list(labels)
+                )
+            }
+        )
+    if model_dir is not None:
+        metadata = {"main_metric": main, "dev": (results.get("dev") or {}).get(main)}
+        metadata["test"] = (results.get("test") or {}).get(main)
+        try:
+            log_model_artifact(run, Path(model_dir), metadata)
+        except Exception as err:  # never fail a finished run over an upload
+            print(f"W&B: cannot log the model artifact ({type(err).__name__}: {err})")
+
+
+def log_model_artifact(run, model_dir: Path, metadata: dict[str, Any] | None = None):
+    """The saved best model (top-level files of the run folder, no checkpoints) as a 'model' artifact."""
+    import wandb
+
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", f"model-{run.name}")
+    artifact = wandb.Artifact(name=name, type="model", metadata=metadata or {})
+    for path in sorted(model_dir.iterdir()):
+        if path.is_file() and path.suffix != ".bin":  # training_args.bin is a pickle: not part of the model
+            artifact.add_file(str(path), name=path.name)
+    run.log_artifact(artifact, aliases=["best"])
+    return artifact
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def finish(run, exit_code: int = 0) -> None:

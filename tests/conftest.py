@@ -24,6 +24,9 @@ def offline_wandb(tmp_path, monkeypatch):
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.chdir(tmp_path)  # outputs/ and wandb/ land in the test's folder
+    yield
+    if "wandb" in sys.modules:  # wandb keeps its settings (WANDB_DIR) for the process: reset them
+        sys.modules["wandb"].teardown()
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +60,41 @@ def run_cli():
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
     return run
+
+
+TINY_TRAINING = ["--num_train_epochs", "2", "--per_device_train_batch_size", "16", "--learning_rate", "5e-3"]
+TINY_TRAINING += ["--disable_tqdm", "true", "--logging_steps", "4"]
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
+    """One finished tiny run per task, shared by the compare/predict/W&B tests (trained once per session).
+
+    Both log to offline W&B (the sentiment run also uploads its model): {task: run folder},
+    plus "wandb_dir" (the folder holding wandb/offline-run-*).
+    """
+    from run import main
+
+    root = tmp_path_factory.mktemp("tiny-runs")
+    sizes = {"ner": ("160", "40", "30"), "sentiment": ("240", "60", "50")}
+    runs: dict[str, Path] = {"wandb_dir": root}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WANDB_DIR", str(root))
+        patch.delenv("WANDB_API_KEY", raising=False)
+        patch.delenv("WANDB_MODE", raising=False)
+        patch.setenv("NETRC", str(root / "no-netrc"))
+        patch.setenv("WANDB_SILENT", "true")
+        patch.setenv("WANDB_DATA_DIR", str(root / "wandb-data"))  # artifact staging, not ~/.local
+        patch.chdir(root)
+        for task, (train, dev, test) in sizes.items():
+            extra = ["--wandb_log_model", "true"] if task == "sentiment" else []
+            results = main(
+                ["--task", task, "--model_name_or_path", str(tiny_model_dir), "--seed", "7"]
+                + ["--max_train_samples", train, "--max_eval_samples", dev, "--max_test_samples", test]
+                + ["--output_dir", f"outputs/{task}/tiny-seed7", *TINY_TRAINING, *extra]
+            )
+            runs[task] = root / results["output_dir"]
+    import wandb
+
+    wandb.teardown()  # forget this fixture's W&B settings (WANDB_DIR), so later tests log where they ask
+    return runs

@@ -1,0 +1,133 @@
+#!/usr/bin/env python
+"""Label new text with a saved run, or with an ensemble of runs of one task.
+
+    python predict.py outputs/ner/RUN --input sentences.txt           # one text per line
+    echo "EU rejects German call" | python predict.py outputs/ner/RUN  # from stdin
+    python predict.py outputs/sentiment/RUN --input reviews.txt --output labels.jsonl
+    python predict.py --ensemble outputs/sentiment/RUN1 outputs/sentiment/RUN2 [--input FILE]
+
+NER prints entities with character spans; classification prints the label and its probability.
+--output (or --format jsonl) writes one JSON object per input line. --ensemble averages the runs'
+probabilities and reports the ensemble's test metric on the runs' own test split (--evaluate
+does the same for one run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from finetune_lab.errors import UsageError  # noqa: E402
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D401 - argparse hook
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="predict.py",
+        description="Label text with a saved run (or an ensemble of runs of one task).",
+        allow_abbrev=False,
+    )
+    parser.add_argument("run", nargs="?", help="a run folder (outputs/<task>/<run>)")
+    parser.add_argument("--ensemble", nargs="+", metavar="RUN", help="average the probabilities of these runs")
+    parser.add_argument("--input", help="text file, one text per line ('-' or none: stdin)")
+    parser.add_argument("--output", help="write JSON lines to this file instead of printing")
+    parser.add_argument("--format", default="text", choices=["text", "jsonl"], help="stdout format (default text)")
+    parser.add_argument(
+        "--evaluate", action="store_true", help="also report the test metric (always on with --ensemble)"
+    )
+    parser.add_argument("--batch_size", type=int, default=64)
+    return parser
+
+
+def read_texts(source: str | None) -> list[str]:
+    """Non-empty lines of a file or stdin."""
+    if source in (None, "-"):
+        lines = sys.stdin.read().splitlines()
+    else:
+        try:
+            lines = Path(source).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise UsageError(f"--input {source}: file not found") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise UsageError(f"--input {source}: cannot read ({err})") from None
+    return [line for line in (raw.strip() for raw in lines) if line]
+
+
+def format_record(record: dict[str, Any]) -> str:
+    """Human-readable lines for one labelled text."""
+    if "entities" not in record:
+        return f"{record['label']}\t{record['probability']:.4f}\t{record['text']}"
+    lines = [record["text"]]
+    for e in record["entities"]:
+        lines.append(f"  {e['type']:<6} [{e['start']}:{e['end']}]  {e['text']}  ({e['score']:.3f})")
+    if not record["entities"]:
+        lines.append("  (no entities)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from transformers.utils import logging as hf_logging
+
+    from finetune_lab import inference
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bars between predictions
+    args = build_parser().parse_args(argv)
+    if bool(args.run) == bool(args.ensemble):
+        raise UsageError("give one RUN folder, or --ensemble RUN RUN ...")
+    paths = args.ensemble or [args.run]
+    runs = [inference.load_run(path) for path in paths]
+    inference.check_ensemble(runs)
+    out: dict[str, Any] = {"runs": [str(r.path) for r in runs], "records": []}
+
+    if args.evaluate or args.ensemble:
+        metrics = inference.evaluate(runs)
+        metric = runs[0].results.get("main_metric")
+        saved = [r.results.get("test", {}).get(metric) for r in runs]
+        out["test"] = metrics
+        alone = ", ".join("n/a" if s is None else f"{s:.4f}" for s in saved)
+        what = f"ensemble of {len(runs)} runs" if args.ensemble else "run"
+        print(
+            f"{what} ({runs[0].results['task']}): test {metric} {metrics[metric]:.4f}; each run alone: {alone}",
+            file=sys.stderr,
+        )
+        if args.input is None and args.ensemble:
+            return out  # evaluation only: no text to label
+
+    texts = read_texts(args.input)
+    records = []
+    for start in range(0, len(texts), args.batch_size):
+        records += inference.label_texts(runs, texts[start : start + args.batch_size])
+    out["records"] = records
+    if args.output:
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        Path(args.output).write_text(lines, encoding="utf-8")
+        print(f"wrote {len(records)} records to {args.output}", file=sys.stderr)
+    elif args.format == "jsonl":
+        for record in records:
+            print(json.dumps(record, ensure_ascii=False))
+    else:
+        for record in records:
+            print(format_record(record))
+    return out
+
+
+def cli() -> None:
+    try:
+        main()
+    except UsageError as err:
+        print(f"predict.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,256 @@
+"""The leaderboard and plots on hand-made results.json files (numbers checked by hand)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from finetune_lab.compare import group_runs, load_runs, main, sort_groups
+from finetune_lab.errors import UsageError
+
+
+def write_run(
+    root: Path,
+    task: str,
+    name: str,
+    seed: int,
+    dev: float,
+    test: float | None,
+    lr: float = 1e-4,
+    model: str = "bert-tiny",
+    tags: tuple[str, ...] = (),
+    seconds: float = 10.0,
+) -> Path:
+    metric = "f1" if task == "ner" else "accuracy"
+    data = {
+        "task": task,
+        "run_name": name,
+        "model": model,
+        "precision": "fp32",
+        "seed": seed,
+        "processes": 1,
+        "main_metric": metric,
+        "tags": [task, model, "fp32", f"seed{seed}", *tags],
+        "options": {
+            "run": {"task": task, "notes": f"note {name}"},
+            "data": {"max_seq_length": 128},
+            "training": {
+                "learning_rate": lr,
+                "per_device_train_batch_size": 32,
+                "num_train_epochs": 2,
+                "seed": seed,
+                "run_name": name,
+                "output_dir": f"outputs/{task}/{name}",
+            },
+        },
+        "dev": {metric: dev, "loss": 0.5},
+        "test": {} if test is None else {metric: test},
+        "dev_history": [
+            {"epoch": 1.0, f"eval_{metric}": dev - 0.1, "eval_loss": 0.7},
+            {"epoch": 2.0, f"eval_{metric}": dev, "eval_loss": 0.5},
+        ],
+        "train_history": [{"epoch": 0.5, "loss": 1.0, "step": 5}, {"epoch": 1.5, "loss": 0.6, "step": 15}],
+        "train": {"seconds": seconds, "samples_per_second": 100.0 / seconds},
+    }
+    path = root / task / name / "results.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture
+def runs_dir(tmp_path) -> Path:
+    root = tmp_path / "outputs"
+    # ner: lr 1e-4 over three seeds, lr 3e-5 one seed, lr 5e-5 with no test metric
+    write_run(root, "ner", "a-s1", 1, dev=0.80, test=0.70, tags=("sweep",), seconds=10)
+    write_run(root, "ner", "a-s2", 2, dev=0.84, test=0.74, seconds=20)
+    write_run(root, "ner", "a-s3", 3, dev=0.82, test=0.78, seconds=30)
+    write_run(root, "ner", "b-s1", 1, dev=0.83, test=0.80, lr=3e-5, tags=("sweep",))
+    write_run(root, "ner", "c-s1", 1, dev=0.90, test=None, lr=5e-5)
+    write_run(root, "sentiment", "s-s1", 1, dev=0.60, test=0.65, model="bert-small")
+    write_run(root, "sentiment", "s-s2", 2, dev=0.70, test=0.55, model="bert-small")
+    return root
+
+
+def boards_for(root: Path, sort: str = "dev", by_seed: bool = True):
+    runs, problems = load_runs(root)
+    assert problems == []
+    return {task: sort_groups(groups, sort) for task, groups in group_runs(runs, by_seed).items()}
+
+
+def test_seed_groups_have_mean_std_and_n(runs_dir):
+    boards = boards_for(runs_dir)
+    assert list(boards) == ["ner", "sentiment"]
+    ner = boards["ner"]
+    # dev means: c 0.90, b 0.83, a (0.80 + 0.84 + 0.82) / 3 = 0.82: best first
+    assert [g.first.name for g in ner] == ["c-s1", "b-s1", "a-s1"]
+    a = ner[2]
+    assert a.n == 3 and a.seeds == "1 2 3"
+    assert a.mean("dev") == pytest.approx(0.82)
+    assert a.std("dev") == pytest.approx(0.02)  # sample std of 0.80, 0.84, 0.82
+    assert a.mean("test") == pytest.approx(0.74)
+    assert a.std("test") == pytest.approx(0.04)
+    assert a.mean("train_seconds") == pytest.approx(20.0)
+    assert ner[0].std("dev") is None  # one seed: no spread to report
+    sentiment = boards["sentiment"][0]
+    assert sentiment.n == 2 and sentiment.mean("test") == pytest.approx(0.60)
+    assert sentiment.std("test") == pytest.approx(statistics.stdev([0.65, 0.55]))
+
+
+def test_sort_by_test_puts_missing_values_last(runs_dir):
+    ner = boards_for(runs_dir, sort="test")["ner"]
+    assert [g.first.name for g in ner] == ["b-s1", "a-s1", "c-s1"]  # 0.80, 0.74, none
+    fastest = boards_for(runs_dir, sort="time")["ner"]
+    assert fastest[0].first.name in ("b-s1", "c-s1") and fastest[-1].first.name == "a-s1"  # 10 s vs mean 20 s
+
+
+def test_per_run_rows_do_not_group(runs_dir):
+    ner = boards_for(runs_dir, by_seed=False)["ner"]
+    assert [g.first.name for g in ner] == ["c-s1", "a-s2", "b-s1", "a-s3", "a-s1"]
+    assert all(g.n == 1 for g in ner)
+
+
+def test_markdown_output(runs_dir, capsys):
+    main([str(runs_dir), "--format", "markdown", "--no_plots", "--task", "ner"])
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "### ner (main metric: f1)"
+    assert lines[2].startswith("| # | run | model | lr | batch | epochs | max_len | seeds | n | dev f1 | test f1 |")
+    assert lines[3].startswith("|---|---|")
+    rows = [line for line in lines if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 3
+    expected = (
+        "| a-s1, a-s2, a-s3 | bert-tiny | 0.0001 | 32 | 2 | 128 | 1 2 3 | 3 | 0.8200 ± 0.0200 | 0.7400 ± 0.0400 |"
+    )
+    assert expected in rows[2]
+    assert "| c-s1 |" in rows[0] and "| 0.9000 | - |" in rows[0]
+    assert "sentiment" not in out
+
+
+def test_csv_output_and_tag_filter(runs_dir, capsys):
+    main([str(runs_dir), "--format", "csv", "--no_plots", "--tag", "sweep"])
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    # only a-s1 and b-s1 carry 'sweep': two one-run groups, sorted by dev (0.83 > 0.80)
+    assert [(r["task"], r["rank"], r["runs"], r["n"]) for r in table] == [
+        ("ner", "1", "b-s1", "1"),
+        ("ner", "2", "a-s1", "1"),
+    ]
+    assert float(table[1]["dev_mean"]) == pytest.approx(0.80) and table[1]["dev_std"] == ""
+    assert float(table[0]["lr"]) == 3e-5
+
+
+def test_csv_has_numbers_for_groups(runs_dir, capsys):
+    main([str(runs_dir), "--format", "csv", "--no_plots", "--task", "sentiment"])
+    (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert row["runs"] == "s-s1;s-s2" and row["n"] == "2" and row["main_metric"] == "accuracy"
+    assert float(row["dev_mean"]) == pytest.approx(0.65)
+    assert float(row["dev_std"]) == pytest.approx(statistics.stdev([0.60, 0.70]))
+
+
+def test_terminal_table_and_files(runs_dir, capsys):
+    (runs_dir / "ner" / "broken").mkdir()
+    (runs_dir / "ner" / "broken" / "results.json").write_text("{not json")
+    (runs_dir / "ner" / "old").mkdir()
+    (runs_dir / "ner" / "old" / "results.json").write_text(json.dumps({"task": "ner"}))  # no main_metric
+    main([str(runs_dir)])
+    captured = capsys.readouterr()
+    assert "ner (main metric: f1; mean ± std over seeds)" in captured.out
+    assert "0.8200 ± 0.0200" in captured.out
+    assert "broken/results.json" in captured.err and "missing main_metric" in captured.err
+    assert "2 run(s) could not be read" in captured.err
+    out = runs_dir / "compare"
+    for name in ("ner-dev.png", "ner-loss.png", "ner-test.png", "sentiment-dev.png", "sentiment-test.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000, name
+    assert (out / "leaderboard.md").read_text().startswith("### ner")
+    assert (out / "leaderboard.csv").read_text().startswith("task,rank,runs")
+
+
+def test_plot_contents(runs_dir):
+    import matplotlib.pyplot as plt
+
+    from finetune_lab import plots
+
+    boards = boards_for(runs_dir)
+    captured = {}
+    original = plots._save
+    plots._save = lambda fig, path: captured.setdefault(path.name, fig) and path
+    try:
+        plots.write_plots(boards, runs_dir)
+    finally:
+        plots._save = original
+    dev = captured["ner-dev.png"].axes[0]
+    assert dev.get_title() == "ner: dev f1 per epoch" and dev.get_xlabel() == "epoch"
+    assert len(dev.get_lines()) == 5  # one line per run
+    lines = {line.get_label(): line for line in dev.get_lines()}
+    assert list(lines["a-s1"].get_ydata()) == pytest.approx([0.70, 0.80])
+    assert list(lines["a-s1"].get_xdata()) == [1.0, 2.0]
+    assert dev.get_legend() is not None
+    bars = captured["ner-test.png"].axes[0]
+    heights = sorted(p.get_height() for p in bars.patches)
+    assert heights == pytest.approx([0.74, 0.80])  # the group without a test metric gets no bar
+    for fig in captured.values():
+        plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["missing-dir"], "RUNS_DIR missing-dir is not a folder"),
+        (["{root}", "--task", "pos"], "--task pos: no runs of that task; tasks found: ner, sentiment"),
+        (["{root}", "--tag", "nope"], "no run matches --tag nope"),
+        (["{root}", "--sort", "speedy"], "--sort speedy: choose one of"),
+        (["{root}", "--format", "html"], "--format html: choose one of table, markdown, csv"),
+        (["{root}", "--colour"], "unrecognized arguments: --colour"),
+    ],
+)
+def test_bad_input_is_a_usage_error(runs_dir, argv, message):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+        main([a.format(root=runs_dir) for a in argv] + ["--no_plots"])
+
+
+def test_empty_folder_is_a_usage_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no results.json under"):
+        main([str(tmp_path / "empty"), "--no_plots"])
+
+
+def test_real_runs_and_their_offline_wandb_runs(tiny_runs, capsys):
+    """The shared tiny runs: results.json read as-is, and the same runs read back from offline W&B."""
+    from finetune_lab.compare import load_wandb_runs
+
+    outputs = tiny_runs["wandb_dir"] / "outputs"
+    boards = main([str(outputs), "--out_dir", "plots"])
+    assert set(boards) == {"ner", "sentiment"}
+    for name in ("ner-dev.png", "ner-loss.png", "ner-test.png", "sentiment-dev.png"):
+        assert Path("plots", name).stat().st_size > 5000
+
+    wandb_runs, problems = load_wandb_runs(tiny_runs["wandb_dir"])
+    assert problems == []
+    assert sorted(r.task for r in wandb_runs) == ["ner", "sentiment"]
+    for run in wandb_runs:
+        (saved,) = boards[run.task][0].runs
+        assert (run.name, run.source, saved.source) == (saved.name, "wandb", "results.json")
+        assert run.dev == pytest.approx(saved.dev) and run.test == pytest.approx(saved.test)
+        assert run.samples_per_second == pytest.approx(saved.samples_per_second)
+        assert run.group_key == saved.group_key  # a W&B run and its results.json group together
+    capsys.readouterr()
+    merged = main([str(outputs), "--wandb_dir", str(tiny_runs["wandb_dir"]), "--no_plots", "--format", "csv"])
+    assert [g.n for g in merged["ner"]] == [1]  # the same run from both sources counts once
+
+
+def test_cli_exit_code_2_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    command = [sys.executable, "-m", "finetune_lab.compare", str(tmp_path / "nope")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == f"compare: error: RUNS_DIR {tmp_path / 'nope'} is not a folder\n"
