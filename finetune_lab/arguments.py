@@ -75,6 +75,13 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N dev examples."})
     max_test_samples: int | None = field(default=None, metadata={"help": "Use only the first N test examples."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    tokenized_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Cache of tokenized data, so a second run skips tokenizing (default: $FINETUNE_LAB_CACHE or "
+            "~/.cache/finetune-lab/tokenized; 'none' turns it off)."
+        },
+    )
 
 
 # Fine-tuning defaults for every task (a task's `defaults` and experiment files override them).

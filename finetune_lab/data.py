@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import inspect
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 from datasets import DatasetDict
 from transformers import PreTrainedTokenizerBase
+
+# Bump when the cached columns change meaning without any hashed source file changing.
+CACHE_FORMAT = 1
+CACHE_ENV = "FINETUNE_LAB_CACHE"
 
 SAMPLE_LIMITS = {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_test_samples"}
 
@@ -21,10 +31,69 @@ def limit_samples(splits: DatasetDict, data_args: Any) -> list[str]:
     return notes
 
 
+def tokenized_cache_root(data_args: Any) -> Path | None:
+    """Where tokenized splits are cached: --tokenized_cache_dir, $FINETUNE_LAB_CACHE, or ~/.cache; None: off."""
+    chosen = getattr(data_args, "tokenized_cache_dir", None) or os.environ.get(CACHE_ENV)
+    if chosen and chosen.lower() in ("none", "off", "false", "0"):
+        return None
+    if chosen:
+        return Path(chosen).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "finetune-lab" / "tokenized"
+
+
+def _file_digest(path: str | None) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
+    except OSError:
+        return ""
+
+
+def tokenized_cache_key(task: Any, splits: DatasetDict, tokenizer: PreTrainedTokenizerBase, data_args: Any) -> str:
+    """A digest of everything the tokenized data depends on; any change means a fresh tokenization.
+
+    Data: `datasets`' own content fingerprint of each split (deterministic for `from_list` rows and
+    updated by `select`, so sample limits count). Tokenizer: its full serialized state (vocabulary,
+    normalizer, special tokens), not its name. Code: the task module and the shared preprocessing.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    parts = {
+        "format": CACHE_FORMAT,
+        "task": f"{type(task).__module__}.{type(task).__qualname__}",
+        "labels": list(task.label_names),
+        "options": dataclasses.asdict(task.options) if dataclasses.is_dataclass(task.options) else repr(task.options),
+        "data": {split: dataset._fingerprint for split, dataset in splits.items()},
+        "tokenizer": [
+            type(tokenizer).__name__,
+            hashlib.sha256(backend.to_str().encode()).hexdigest() if backend else "",
+        ],
+        "max_seq_length": data_args.max_seq_length,
+        "label_all_tokens": getattr(data_args, "label_all_tokens", False),
+        "text_column": getattr(data_args, "text_column", None),
+        "code": [
+            _file_digest(inspect.getsourcefile(type(task))),
+            _file_digest(str(Path(__file__).with_name("task.py"))),
+        ],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
 def tokenize_splits(
     task: Any, splits: DatasetDict, tokenizer: PreTrainedTokenizerBase, data_args: Any
 ) -> tuple[DatasetDict, dict[str, dict[str, int]]]:
-    """Run the task's `preprocess` on every split; count truncated examples and lost words."""
+    """Run the task's `preprocess` on every split; count truncated examples and lost words.
+
+    The result is cached on disk (see `tokenized_cache_root`): rows built with `Dataset.from_list`
+    live in memory, where `datasets` keeps no cache of its own, so we name the cache files
+    ourselves, under a key of data + tokenizer + max length + label options. A second run with the
+    same inputs memory-maps the Arrow files instead of tokenizing again.
+    """
+    root = tokenized_cache_root(data_args)
+    cache_files = None
+    if root is not None:
+        folder = root / f"{task.name}-{tokenized_cache_key(task, splits, tokenizer, data_args)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        cache_files = {split: str(folder / f"{split}.arrow") for split in splits}
     tokenized = splits.map(
         task.preprocess,
         batched=True,
@@ -32,6 +101,8 @@ def tokenize_splits(
         remove_columns=list(task.example_columns),
         num_proc=data_args.preprocessing_num_workers,
         desc="tokenizing",
+        cache_file_names=cache_files,
+        load_from_cache_file=cache_files is not None,
     )
     truncation = {}
     for split, dataset in tokenized.items():
