@@ -1,4 +1,4 @@
-# finetune-lab: `make setup`, `make test`, `make ner`, `make sentiment`.
+# finetune-lab: `make setup`, `make test`, `make ner`, `make sentiment`, `make bench`.
 # Every target that needs Python builds the virtual environment first when it is missing.
 
 PYTHON ?= python3
@@ -14,7 +14,7 @@ EXP   ?=
 ARGS  ?=
 EXP_ARG = $(if $(EXP),--experiment $(EXP))
 
-.PHONY: setup test lint ner sentiment clean
+.PHONY: setup test lint ner sentiment bench clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,13 @@ lint: $(STAMP)
 
 ner sentiment: $(STAMP)
 	$(ACCELERATE) run.py --task $@ $(EXP_ARG) $(ARGS)
+
+# Speed benchmark (not a test): ~20-25 min on 2 CPU cores; BENCH_QUICK=1: a few steps per variant.
+# Results: a table on stdout and bench-results/bench-<time>.json.
+BENCH_QUICK ?=
+BENCH_ARGS  ?=
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)
 
 clean:
 	rm -rf outputs wandb .pytest_cache
