@@ -1,4 +1,4 @@
-# finetune-lab: `make setup`, `make test`, `make ner`, `make sentiment`, `make compare`.
+# finetune-lab: `make setup`, `make test`, `make ner`, `make sentiment`, `make compare`, `make bench`.
 # Every target that needs Python builds the virtual environment first when it is missing.
 
 PYTHON ?= python3
@@ -18,7 +18,7 @@ EXP_ARG = $(if $(EXP),--experiment $(EXP))
 SEEDS ?=
 RUNS_DIR ?= outputs
 
-.PHONY: setup test lint ner sentiment compare clean
+.PHONY: setup test lint ner sentiment compare bench clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,13 @@ endif
 # Leaderboards per task + plots from every results.json under RUNS_DIR (written to RUNS_DIR/compare/).
 compare: $(STAMP)
 	$(BIN)/python -m finetune_lab.compare $(RUNS_DIR) $(ARGS)
+
+# Speed benchmark (not a test): ~20-25 min on 2 CPU cores; BENCH_QUICK=1: a few steps per variant.
+# Results: a table on stdout and bench-results/bench-<time>.json.
+BENCH_QUICK ?=
+BENCH_ARGS  ?=
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)
 
 clean:
 	rm -rf outputs wandb .pytest_cache

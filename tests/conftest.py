@@ -23,6 +23,7 @@ def offline_wandb(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("FINETUNE_LAB_CACHE", str(tmp_path / "tokenized-cache"))  # never the user's ~/.cache
     monkeypatch.chdir(tmp_path)  # outputs/ and wandb/ land in the test's folder
     yield
     if "wandb" in sys.modules:  # wandb keeps its settings (WANDB_DIR) for the process: reset them

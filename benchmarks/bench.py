@@ -1,0 +1,686 @@
+#!/usr/bin/env python
+"""Training-speed benchmark: the default path, each speed switch on/off, against a reference baseline.
+
+    python benchmarks/bench.py              # the full benchmark (`make bench`), ~15-20 min on 2 quiet cores
+    python benchmarks/bench.py --quick      # a few steps per variant, to check it runs (`make bench BENCH_QUICK=1`)
+
+Every variant trains the embedded MiniLM with the same hyperparameters on the same fixed slice,
+in its own fresh subprocess (so peak memory is its own), after an untimed warm-up on a copy of
+the model. Repetitions are interleaved (A B C A B C ...), so drift on a shared machine hits
+every variant alike, and ratios against the baseline are taken within each repetition. The
+"default" variant drives the project's own code: task loading, `tokenize_splits` (with its cache),
+the task's collator and `transformers.Trainer` with `parse_arguments`' resolved options.
+Results: a table on stdout and `bench-results/bench-<time>.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+# Variants: extra run.py options on top of the default path. "default" is the path as shipped;
+# each other row flips one switch, so "x baseline" of a row vs the default row is that switch's worth.
+# A switch whose flip is the default's own setting on this machine is dropped (e.g. bf16 on a GPU).
+TOGGLES: dict[str, dict[str, Any]] = {
+    "random_order": {"args": ["--train_sampling_strategy", "random"], "why": "length grouping off"},
+    "bf16": {"args": ["--bf16", "true"], "why": "bf16 autocast on"},
+    "fp32": {"args": ["--bf16", "false", "--tf32", "false"], "why": "bf16/TF32 off"},
+    "compile": {"args": ["--torch_compile", "true"], "why": "torch.compile on"},
+    "adamw_torch": {"args": ["--optim", "adamw_torch"], "why": "fused AdamW off (for-loop on CPU, foreach on CUDA)"},
+    "workers2": {"args": ["--dataloader_num_workers", "2"], "why": "2 data-loader workers"},
+    "no_pin_memory": {"args": ["--dataloader_pin_memory", "false"], "why": "pinned memory off"},
+    "eval_batch_256": {"args": ["--per_device_eval_batch_size", "256"], "why": "eval batch 256", "eval_only": True},
+    "eval_batch_32": {"args": ["--per_device_eval_batch_size", "32"], "why": "eval batch 32", "eval_only": True},
+}
+NER_VARIANTS = ["baseline", "default", *TOGGLES]
+SENTIMENT_VARIANTS = ["baseline", "default"]
+# The smoke run (--quick) covers every code path once: trainer, baseline, eval-only; not every switch.
+QUICK_VARIANTS = ["baseline", "default", "eval_batch_256"]
+SCALING_FRACTIONS = (0.25, 0.5, 1.0)
+
+# Sized for ~20-25 minutes on 2 quiet CPU cores (the baseline, padded to 128, dominates).
+FULL = {"train": 1000, "eval": 300, "epochs": 1, "reps": 3, "warmup": 3, "max_steps": None, "scaling": None}
+QUICK = {"train": 64, "eval": 32, "epochs": 1, "reps": 1, "warmup": 1, "max_steps": 2, "scaling": 128}
+
+
+# --- measurements shared by the orchestrator and the workers --------------------------------------
+
+
+def peak_rss_mib() -> dict[str, float]:
+    """ru_maxrss is KiB on Linux; children = data-loader workers that have exited."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"self": round(own, 1), "children": round(children, 1)}
+
+
+def current_rss_mib() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return float("nan")
+
+
+def matmul_peak(dtype_name: str, budget_s: float = 2.0) -> dict[str, Any]:
+    """FLOP/s of a large square matmul in `dtype_name` on this machine (the MFU denominator).
+
+    The size grows until one product takes long enough to time well, capped so a dtype without
+    hardware support (bf16 on an AVX2-only CPU: ~0.3 GFLOP/s) does not take minutes.
+    """
+    import torch
+
+    from finetune_lab.hardware import precision_defaults
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    if cuda:  # measure fp32 the way the default path runs it: TF32 on where it turns TF32 on
+        torch.backends.cuda.matmul.allow_tf32 = bool(precision_defaults().get("tf32"))
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    n, best, sizes = 256, 0.0, []
+    while True:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        (a @ b).sum().item()  # warm-up: kernels, allocator
+        sync()
+        reps, started = 0, time.perf_counter()
+        while True:
+            a @ b
+            reps += 1
+            sync()
+            elapsed = time.perf_counter() - started
+            if elapsed > budget_s / 4 or reps >= 50:
+                break
+        rate = 2 * n**3 * reps / elapsed
+        best = max(best, rate)
+        sizes.append({"n": n, "gflops": round(rate / 1e9, 2), "seconds_per_product": round(elapsed / reps, 4)})
+        if elapsed / reps > budget_s / 8 or n >= (16384 if cuda else 4096):
+            break
+        n *= 2
+    tf32 = cuda and dtype_name == "fp32" and torch.backends.cuda.matmul.allow_tf32
+    return {"dtype": dtype_name + (" (TF32)" if tf32 else ""), "flops": best, "sizes": sizes, "device": device}
+
+
+def model_flops_per_sequence(model: Any) -> tuple[float, float, int]:
+    """(6 x non-embedding parameters, 12 x layers x hidden, non-embedding parameters).
+
+    Training FLOPs of a sequence of n real tokens ~ 6*N*n (forward + backward through the weights)
+    + 12*L*d*n^2 (attention scores and the weighted sum, forward + backward). Padding is not
+    counted: MFU here is *useful* work per second.
+    """
+    non_embedding = sum(p.numel() for name, p in model.named_parameters() if ".embeddings." not in f".{name}")
+    config = model.config
+    return 6.0 * non_embedding, 12.0 * config.num_hidden_layers * config.hidden_size, non_embedding
+
+
+class BatchRecorder:
+    """Per training batch: examples, real tokens, padded tokens, and sum of squared lengths (attention)."""
+
+    def __init__(self) -> None:
+        self.samples = self.tokens = self.padded = 0
+        self.squares = 0.0
+
+    def __call__(self, batch: dict) -> None:
+        mask = batch["attention_mask"]
+        lengths = mask.sum(dim=1).double()
+        self.samples += int(mask.shape[0])
+        self.tokens += int(lengths.sum())
+        self.padded += int(mask.numel())
+        self.squares += float((lengths**2).sum())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"samples": self.samples, "tokens": self.tokens, "padded": self.padded, "squares": self.squares}
+
+
+# --- workers (one per subprocess) ------------------------------------------------------------------
+
+
+def project_argv(spec: dict, output_dir: str) -> list[str]:
+    """The run.py options of the default path for this slice, plus the variant's flips."""
+    argv = [
+        "--task", spec["task"], "--report_to", "none", "--output_dir", output_dir,
+        "--num_train_epochs", str(spec["epochs"]),
+        "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+        "--logging_strategy", "no", "--disable_tqdm", "true",
+        "--tokenized_cache_dir", spec["cache_dir"],
+    ]  # fmt: skip
+    if spec.get("train") is not None:
+        argv += ["--max_train_samples", str(spec["train"])]
+    if spec.get("eval") is not None:
+        argv += ["--max_eval_samples", str(spec["eval"])]
+    if spec.get("max_steps"):
+        argv += ["--max_steps", str(spec["max_steps"])]
+    return argv + list(spec.get("args", []))
+
+
+def load_inputs(spec: dict, argv: list[str]) -> tuple[Any, Any, Any, Any, dict[str, float]]:
+    from transformers import set_seed
+
+    from finetune_lab.arguments import parse_arguments
+    from finetune_lab.data import limit_samples
+    from finetune_lab.modeling import load_tokenizer_and_model
+
+    args = parse_arguments(argv)
+    set_seed(args.training.seed)
+    started = time.perf_counter()
+    splits, _ = args.task.load(args.data)
+    limit_samples(splits, args.data)
+    load_s = time.perf_counter() - started
+    set_seed(args.training.seed)  # same classifier-head initialisation in every variant
+    tokenizer, model = load_tokenizer_and_model(args.task, args.model)
+    return args, splits, tokenizer, model, {"load_seconds": load_s}
+
+
+def worker_prep(spec: dict) -> dict:
+    """Load + tokenize the full data set: the first time (empty cache) or from the cache."""
+    from finetune_lab.data import tokenize_splits
+
+    with tempfile.TemporaryDirectory() as out:
+        args, splits, tokenizer, _, timing = load_inputs(spec, project_argv(spec, out))
+        started = time.perf_counter()
+        tokenized, _ = tokenize_splits(args.task, splits, tokenizer, args.data)
+        timing["tokenize_seconds"] = time.perf_counter() - started
+    timing["examples"] = {split: len(d) for split, d in tokenized.items()}
+    return timing
+
+
+def worker_train(spec: dict) -> dict:
+    """One variant of the default path (Trainer), or the baseline loop; warm-up, train, evaluate."""
+    import torch
+    from transformers import Trainer, TrainerCallback
+
+    from finetune_lab.arguments import parse_arguments
+    from finetune_lab.data import tokenize_splits
+
+    out = tempfile.mkdtemp(prefix="bench-")
+    argv = project_argv(spec, out)
+    args, splits, tokenizer, model, timing = load_inputs(spec, argv)
+    task, training = args.task, args.training
+    flops_weights, flops_attention, non_embedding = model_flops_per_sequence(model)
+    recorder = BatchRecorder()
+    result: dict[str, Any] = {
+        "torch_threads": torch.get_num_threads(),
+        "precision": "bf16" if training.bf16 else "fp16" if training.fp16 else "fp32",
+        "tf32": bool(training.tf32),
+        "non_embedding_params": non_embedding,
+        "flops_per_token_weights": flops_weights,
+        "flops_attention_coefficient": flops_attention,
+    }
+
+    if spec["variant"] == "baseline":
+        from baseline import run_baseline
+
+        timing["tokenize_seconds"] = 0.0  # on the fly, inside the training loop
+        run = run_baseline(
+            task, splits, tokenizer, model, args.data, training, spec["warmup"], spec.get("max_steps"), recorder
+        )
+        result.update(run, **timing, precision="fp32", optimizer="torch.optim.AdamW (default implementation)")
+    else:
+        started = time.perf_counter()
+        tokenized, _ = tokenize_splits(task, splits, tokenizer, args.data)
+        timing["tokenize_seconds"] = time.perf_counter() - started
+        collator = task.data_collator(tokenizer)
+
+        class MeasuredTrainer(Trainer):
+            def training_step(self, model, inputs, num_items_in_batch=None):
+                recorder(inputs)  # shapes only, in the main process, whatever the loader workers do
+                return super().training_step(model, inputs, num_items_in_batch)
+
+        class Clock(TrainerCallback):
+            def __init__(self) -> None:
+                self.begin = self.last = 0.0
+                self.epochs: list[dict] = []
+                self._epoch = 0.0
+
+            def on_train_begin(self, *a, **k):
+                self.begin = self.last = time.perf_counter()
+
+            def on_epoch_begin(self, *a, **k):
+                self._epoch = time.perf_counter()
+
+            def on_step_end(self, *a, **k):
+                self.last = time.perf_counter()
+
+            def on_epoch_end(self, *a, **k):
+                seconds = time.perf_counter() - self._epoch
+                self.epochs.append({"seconds": seconds, "rss_mib": current_rss_mib(), "peak_rss": peak_rss_mib()})
+
+        def trainer(model, training_args, train_dataset, eval_dataset, callbacks=()):
+            return MeasuredTrainer(
+                model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                processing_class=tokenizer, data_collator=collator, compute_metrics=task.compute_metrics,
+                callbacks=list(callbacks),
+            )  # fmt: skip
+
+        fractions = spec.get("fractions") or [None]
+        if spec["warmup"]:
+            warm_args = parse_arguments([*argv, "--max_steps", str(spec["warmup"])]).training
+            warm = trainer(
+                copy.deepcopy(model), warm_args, tokenized["train"], tokenized["validation"].select(range(8))
+            )
+            if not spec.get("eval_only"):
+                warm.train()
+            warm.evaluate()
+            del warm
+        if spec.get("eval_only"):
+            result["train_seconds"] = None
+        runs = []
+        for fraction in fractions:
+            clock = Clock()
+            recorder.__init__()
+            train_set = tokenized["train"]
+            if fraction is not None:
+                train_set = train_set.select(range(max(1, round(fraction * len(train_set)))))
+                model_copy = copy.deepcopy(model)
+            else:
+                model_copy = model
+            run_args = training
+            if fraction is not None and fraction != fractions[0]:  # only the smallest runs 2 epochs (memory)
+                run_args = parse_arguments([*argv, "--num_train_epochs", "1"]).training
+            t = trainer(model_copy, run_args, train_set, tokenized["validation"], [clock])
+            if not spec.get("eval_only"):
+                train_result = t.train()
+                runs.append(
+                    {
+                        "fraction": fraction,
+                        "samples": len(train_set),
+                        "train_seconds": clock.last - clock.begin,
+                        "epochs": clock.epochs,
+                        "loss": train_result.training_loss,
+                        "peak_rss_mib": peak_rss_mib(),
+                        **recorder.as_dict(),
+                    }
+                )
+        if fraction is not None:  # scaling run: no evaluation, one record per fraction
+            return {"scaling": runs, **timing, **result}
+        if runs:
+            result.update(train_seconds=runs[0]["train_seconds"], epoch_seconds=[e["seconds"] for e in clock.epochs])
+            result["epochs_detail"] = clock.epochs
+            result["steps"] = t.state.global_step
+        started = time.perf_counter()
+        metrics = t.evaluate()
+        result["eval_seconds"] = time.perf_counter() - started
+        result["eval_samples"] = len(tokenized["validation"])
+        result["eval_batch_size"] = training.per_device_eval_batch_size
+        result["dev"] = {k.removeprefix("eval_"): v for k, v in metrics.items() if isinstance(v, int | float)}
+        result["optimizer"] = str(training.optim)
+        result["dataloader"] = {
+            "workers": training.dataloader_num_workers,
+            "pin_memory": training.dataloader_pin_memory,
+        }
+        result.update(timing)
+    result.update(recorder.as_dict())
+    result["peak_rss_mib"] = peak_rss_mib()
+    shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+# --- orchestrator ----------------------------------------------------------------------------------
+
+
+def run_worker(spec: dict, log: Path) -> dict:
+    """Run one worker in a fresh Python; its result comes back through a JSON file."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        result_path = handle.name
+    started = time.perf_counter()
+    command = [sys.executable, __file__, "--worker", json.dumps(spec), "--result", result_path]
+    with log.open("a") as out:
+        out.write(f"\n===== {spec['kind']} {spec.get('task')} {spec.get('variant', '')} rep {spec.get('rep')}\n")
+        out.flush()
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    wall = time.perf_counter() - started
+    try:
+        if done.returncode != 0:
+            return {"error": f"exit code {done.returncode}; see {log}", "wall_seconds": wall}
+        return {**json.loads(Path(result_path).read_text()), "wall_seconds": wall}
+    finally:
+        Path(result_path).unlink(missing_ok=True)
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    from finetune_lab.hardware import cpu_has_fast_bf16, precision_defaults
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_fast_bf16": cpu_has_fast_bf16(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "default_precision": precision_defaults(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "load_average_at_start": os.getloadavg(),
+    }
+    try:
+        import transformers
+
+        info["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def summarize(values: list[float]) -> dict[str, float] | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def derive(run: dict, peaks: dict[str, float]) -> dict[str, Any]:
+    """Rates from one worker's raw counts."""
+    if "error" in run:
+        return {}
+    out: dict[str, Any] = {}
+    if run.get("train_seconds"):
+        seconds = run["train_seconds"]
+        flops = run["flops_per_token_weights"] * run["tokens"] + run["flops_attention_coefficient"] * run["squares"]
+        peak = peaks.get(run["precision"]) or peaks["fp32"]
+        out.update(
+            train_samples_per_s=run["samples"] / seconds,
+            train_tokens_per_s=run["tokens"] / seconds,
+            padding_fraction=1 - run["tokens"] / run["padded"] if run["padded"] else None,
+            achieved_gflops=flops / seconds / 1e9,
+            mfu=flops / seconds / peak,
+            mfu_vs_bf16_peak=flops / seconds / peaks["bf16"],
+        )
+    if run.get("eval_seconds"):
+        out["eval_samples_per_s"] = run["eval_samples"] / run["eval_seconds"]
+    out["peak_rss_mib"] = run["peak_rss_mib"]["self"]
+    out["prep_seconds"] = run.get("load_seconds", 0) + run.get("tokenize_seconds", 0)
+    main_metric = "f1" if "f1" in run.get("dev", {}) else "accuracy"
+    out["dev_metric"] = run.get("dev", {}).get(main_metric) if run.get("train_seconds") else None
+    out["dev_metric_name"] = main_metric
+    return out
+
+
+def fmt(stat: dict | None, scale: float = 1.0, digits: int = 1) -> str:
+    if not stat:
+        return "-"
+    return f"{stat['median'] * scale:.{digits}f} [{stat['min'] * scale:.{digits}f}-{stat['max'] * scale:.{digits}f}]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a few steps per variant (smoke run)")
+    parser.add_argument("--tasks", default="ner,sentiment")
+    parser.add_argument("--variants", default=None, help="comma-separated subset (default: all for the task)")
+    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--train", type=int, default=None, help="training sentences per variant")
+    parser.add_argument("--eval", type=int, default=None, help="dev sentences per variant")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--no-prep", action="store_true")
+    parser.add_argument("--force-slow-bf16", action="store_true", help="train bf16 even where bf16 matmul is slow")
+    parser.add_argument("--out", default=str(ROOT / "bench-results"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    opts = parser.parse_args(argv)
+
+    if opts.worker:
+        spec = json.loads(opts.worker)
+        result = worker_prep(spec) if spec["kind"] == "prep" else worker_train(spec)
+        Path(opts.result).write_text(json.dumps(result, default=str))
+        return 0
+
+    config = dict(QUICK if opts.quick else FULL)
+    for key in ("reps", "train", "eval", "epochs"):
+        if getattr(opts, key) is not None:
+            config[key] = getattr(opts, key)
+    out_dir = Path(opts.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log = out_dir / f"bench-{stamp}.log"
+    cache_root = Path(tempfile.mkdtemp(prefix="bench-cache-", dir=out_dir))
+    tasks = [t for t in opts.tasks.split(",") if t]
+    started = time.perf_counter()
+
+    info = machine()
+    print(f"machine: {info['cpu']}, {info['cores']} cores, GPU: {info['gpu'] or 'none'}; torch {info['torch']}")
+    peaks_raw = {name: matmul_peak(name, 0.5 if opts.quick else 2.0) for name in ("fp32", "bf16")}
+    peaks = {name: p["flops"] for name, p in peaks_raw.items()}
+    print("matmul peak: " + ", ".join(f"{p['dtype']} {p['flops'] / 1e9:.1f} GFLOP/s" for p in peaks_raw.values()))
+    default_bf16 = bool(info["default_precision"].get("bf16"))
+    slow_bf16 = peaks["bf16"] < peaks["fp32"] / 2
+
+    # Which switches apply here; the rest are listed with the reason they were not run.
+    skipped: dict[str, str] = {}
+    plan: list[dict] = []
+    for task in tasks:
+        everything = NER_VARIANTS if task == "ner" else SENTIMENT_VARIANTS
+        wanted = opts.variants.split(",") if opts.variants else QUICK_VARIANTS if opts.quick else everything
+        for variant in wanted:
+            toggle = TOGGLES.get(variant, {})
+            if variant == "bf16" and default_bf16:
+                skipped[variant] = "bf16 is already the default here"
+                continue
+            if variant == "fp32" and not default_bf16:
+                skipped[variant] = "fp32 is already the default here"
+                continue
+            if variant == "bf16" and slow_bf16 and not opts.force_slow_bf16:
+                skipped[variant] = (
+                    f"bf16 matmul runs at {peaks['bf16'] / 1e9:.2f} GFLOP/s vs {peaks['fp32'] / 1e9:.1f} in fp32 "
+                    "(no native bf16 on this CPU): one training step would take minutes; --force-slow-bf16 runs it"
+                )
+                continue
+            if variant == "no_pin_memory" and not info["gpu"]:
+                skipped[variant] = "no accelerator: pinned memory does nothing on a CPU-only machine"
+                continue
+            spec = {
+                "kind": "train", "task": task, "variant": variant, "args": toggle.get("args", []),
+                "eval_only": toggle.get("eval_only", False), "cache_dir": str(cache_root / "train"),
+                **{k: config[k] for k in ("train", "eval", "epochs", "warmup", "max_steps")},
+            }  # fmt: skip
+            plan.append(spec)
+    print(
+        f"plan: {len(plan)} variants x {config['reps']} reps, interleaved; train {config['train']} / dev "
+        f"{config['eval']} examples, {config['epochs']} epoch(s), warm-up {config['warmup']} steps"
+        + ("; quick: at most {} steps".format(config["max_steps"]) if config["max_steps"] else "")
+    )
+    if not opts.quick:
+        print("estimate: about 20-25 minutes on 2 quiet CPU cores (more on a busy machine); a GPU is much faster")
+    for name, why in skipped.items():
+        print(f"  skipped {name}: {why}")
+
+    # 1. data preparation: first (empty cache) and cached, full data set, fresh processes.
+    prep: dict[str, list[dict]] = {}
+    if not opts.no_prep:
+        for rep in range(config["reps"]):
+            for task in tasks:
+                cache = cache_root / f"prep-{task}-{rep}"
+                shutil.rmtree(cache, ignore_errors=True)
+                spec = {"kind": "prep", "task": task, "cache_dir": str(cache), "rep": rep, "epochs": 1}
+                if opts.quick:
+                    spec.update(train=config["scaling"], eval=config["eval"])
+                elif rep >= 2:  # two pairs are plenty: tokenizing is deterministic work
+                    continue
+                first = run_worker(spec, log)
+                cached = run_worker(spec, log)
+                prep.setdefault(task, []).append({"first": first, "cached": cached})
+                print(f"  prep {task} rep {rep + 1}: first {_prep_s(first)}, cached {_prep_s(cached)}")
+
+    # 2. variants, interleaved: rep 1 runs A B C ..., rep 2 starts one later (B C ... A), and so on.
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for rep in range(config["reps"]):
+        rep_started = time.perf_counter()
+        order = plan[rep % len(plan) :] + plan[: rep % len(plan)] if plan else []
+        for spec in order:
+            result = run_worker({**spec, "rep": rep}, log)
+            result["derived"] = derive(result, peaks)
+            runs.setdefault((spec["task"], spec["variant"]), []).append(result)
+            d = result["derived"]
+            rate = f"{d['train_samples_per_s']:.1f} train samples/s" if d.get("train_samples_per_s") else ""
+            rate += f" {d['eval_samples_per_s']:.1f} eval samples/s" if d.get("eval_samples_per_s") else ""
+            print(f"  rep {rep + 1} {spec['task']:<9} {spec['variant']:<15} {rate or result.get('error', '')}")
+        left = (config["reps"] - rep - 1) * (time.perf_counter() - rep_started)
+        if left:
+            print(f"  ... about {left / 60:.0f} min of repetitions left", flush=True)
+
+    # 3. scaling: the default NER path at 25/50/100% of the training set, one process, no evaluation;
+    #    1 epoch each, except 2 at 25% so that memory across epochs shows.
+    scaling = None
+    if "ner" in tasks and not opts.no_scaling:
+        spec = {
+            "kind": "train", "task": "ner", "variant": "default", "args": [], "cache_dir": str(cache_root / "train"),
+            "train": config["scaling"], "eval": 8, "epochs": 2, "warmup": config["warmup"], "rep": 0,
+            "max_steps": config["max_steps"], "fractions": list(SCALING_FRACTIONS),
+        }  # fmt: skip
+        scaling = run_worker(spec, log)
+        for r in scaling.get("scaling", []):
+            per_epoch = ", ".join(f"{e['seconds']:.1f}s (RSS {e['rss_mib']:.0f} MiB)" for e in r["epochs"])
+            print(f"  scaling {r['fraction']:.0%} ({r['samples']} sentences): epochs {per_epoch}")
+
+    report = build_report(config, info, peaks_raw, skipped, prep, runs, scaling, tasks)
+    report["total_seconds"] = time.perf_counter() - started
+    path = out_dir / f"bench-{stamp}{'-quick' if opts.quick else ''}.json"
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out_dir / f"latest{'-quick' if opts.quick else ''}.json").write_text(path.read_text())
+    print_table(report)
+    shutil.rmtree(cache_root, ignore_errors=True)
+    print(f"\nwrote {path} ({report['total_seconds'] / 60:.1f} min; worker logs: {log})")
+    return 0 if not report["errors"] else 1
+
+
+def _prep_s(run: dict) -> str:
+    if "error" in run:
+        return run["error"]
+    return f"{run['load_seconds']:.2f}s load + {run['tokenize_seconds']:.2f}s tokenize"
+
+
+def build_report(config, info, peaks_raw, skipped, prep, runs, scaling, tasks) -> dict[str, Any]:
+    errors = [f"{task}/{variant}: {r['error']}" for (task, variant), rs in runs.items() for r in rs if "error" in r]
+    variants: dict[str, dict[str, Any]] = {}
+    for (task, variant), results in runs.items():
+        derived = [r["derived"] for r in results]
+        base = runs.get((task, "baseline"), [])
+        entry: dict[str, Any] = {
+            "what": TOGGLES.get(variant, {}).get("why")
+            or ("reference baseline" if variant == "baseline" else "default path"),
+            "args": TOGGLES.get(variant, {}).get("args", []),
+        }
+        for key in (
+            "train_samples_per_s", "train_tokens_per_s", "eval_samples_per_s", "padding_fraction", "peak_rss_mib",
+            "prep_seconds", "achieved_gflops", "mfu", "mfu_vs_bf16_peak", "dev_metric",
+        ):  # fmt: skip
+            entry[key] = summarize([d.get(key) for d in derived])
+        # Ratios within each repetition (same rep = same machine conditions), then the median.
+        for key in ("train_samples_per_s", "eval_samples_per_s"):
+            ratios = [
+                d[key] / b["derived"][key]
+                for d, b in zip(derived, base, strict=False)
+                if d.get(key) and b.get("derived", {}).get(key)
+            ]
+            entry[f"{key}_vs_baseline"] = summarize(ratios)
+        entry["dev_metric_name"] = derived[0].get("dev_metric_name") if derived else None
+        entry["raw"] = results
+        variants[f"{task}/{variant}"] = entry
+    prep_summary = {}
+    for task, pairs in prep.items():
+        ok = [p for p in pairs if "error" not in p["first"] and "error" not in p["cached"]]
+        prep_summary[task] = {
+            "first_tokenize_s": summarize([p["first"]["tokenize_seconds"] for p in ok]),
+            "cached_tokenize_s": summarize([p["cached"]["tokenize_seconds"] for p in ok]),
+            "first_total_s": summarize([p["first"]["load_seconds"] + p["first"]["tokenize_seconds"] for p in ok]),
+            "cached_total_s": summarize([p["cached"]["load_seconds"] + p["cached"]["tokenize_seconds"] for p in ok]),
+            "raw": pairs,
+        }
+        errors += [f"prep {task}: {p[k]['error']}" for p in pairs for k in ("first", "cached") if "error" in p[k]]
+    if scaling and "error" in scaling:
+        errors.append(f"scaling: {scaling['error']}")
+    return {
+        "config": config,
+        "machine": info,
+        "matmul_peak": {k: {**v, "gflops": v["flops"] / 1e9} for k, v in peaks_raw.items()},
+        "skipped": skipped,
+        "prep": prep_summary,
+        "variants": variants,
+        "scaling": scaling,
+        "errors": errors,
+        "notes": [
+            "train samples/s: training examples / wall time from train start to the last optimizer step "
+            "(data loading, forward, backward, optimizer), after an untimed warm-up on a copy of the model",
+            "MFU: (6 x non-embedding params x real tokens + 12 x layers x hidden x sum(len^2)) / time / peak; "
+            "padding is not useful work; peak: measured matmul in the dtype the variant computes in",
+            "ratios: per repetition against the baseline of the same repetition, then median [min-max]",
+        ],
+    }
+
+
+def print_table(report: dict) -> None:
+    peaks = report["matmul_peak"]
+    print(
+        "\nmatmul peak: "
+        + ", ".join(f"{name} {p['gflops']:.1f} GFLOP/s" for name, p in peaks.items())
+        + f"  (machine: {report['machine']['cpu']}, {report['machine']['cores']} cores"
+        + (f", {report['machine']['gpu']}" if report["machine"]["gpu"] else "")
+        + ")"
+    )
+    for task, p in report["prep"].items():
+        first, cached = p["first_tokenize_s"], p["cached_tokenize_s"]
+        if first and cached:
+            total_first, total_cached = p["first_total_s"], p["cached_total_s"]
+            print(
+                f"data prep {task}: tokenize {fmt(first, digits=2)} s first, {fmt(cached, digits=2)} s cached "
+                f"({cached['median'] / first['median']:.0%}); load + tokenize {fmt(total_first, digits=2)} s -> "
+                f"{fmt(total_cached, digits=2)} s ({total_cached['median'] / total_first['median']:.0%})"
+            )
+    header = (
+        f"\n{'variant':<22} {'train samples/s':>22} {'x base':>6} {'tokens/s':>8} {'eval samples/s':>20} "
+        f"{'x base':>6} {'pad':>4} {'RSS MiB':>7} {'prep s':>6} {'MFU':>5} {'dev':>6}"
+    )
+    print(header)
+    for name, v in report["variants"].items():
+
+        def med(key: str, scale: float = 1.0, digits: int = 1, v=v) -> str:
+            stat = v.get(key)
+            return f"{stat['median'] * scale:.{digits}f}" if stat else "-"
+
+        print(
+            f"{name:<22} {fmt(v['train_samples_per_s']):>22} {med('train_samples_per_s_vs_baseline', digits=2):>6} "
+            f"{med('train_tokens_per_s', digits=0):>8} {fmt(v['eval_samples_per_s']):>20} "
+            f"{med('eval_samples_per_s_vs_baseline', digits=2):>6} {med('padding_fraction', 100, 0):>3}% "
+            f"{med('peak_rss_mib', digits=0):>7} {med('prep_seconds', digits=2):>6} {med('mfu', 100, 0):>4}% "
+            f"{med('dev_metric', digits=3):>6}"
+        )
+    for name, why in report["skipped"].items():
+        print(f"  not run: {name}: {why}")
+    for error in report["errors"]:
+        print(f"  ERROR {error}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
