@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # 1. parse
     args = parse_arguments(argv)
+    code_state = environment()  # now, not at the end: the commit that is running, not a later one
     task, training = args.task, args.training
     set_seed(training.seed)
     run_dir = prepare_run_dir(args)
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "loss": train_metrics.get("train_loss"),
             "peak_memory_mb": tracking.peak_memory_mb(),
         },
-        "environment": environment(),
+        "environment": code_state,
     }
     write_json(run_dir / "results.json", redact(results))
     tracking.log_final(wandb_run, results, test_output, model_dir=run_dir if args.run.wandb_log_model else None)
