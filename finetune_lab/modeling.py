@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -46,14 +45,13 @@ class ScratchModelOptions:
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
-def character_vocabulary(texts: list[str], min_count: int) -> list[str]:
-    """Special tokens, then every character seen `min_count` times or more, most frequent first.
+def character_vocabulary(counts: Counter, min_count: int) -> list[str]:
+    """Special tokens, then every character counted `min_count` times or more, most frequent first.
 
     Non-CJK characters also get a '##' continuation entry, so WordPiece can spell any Latin word or
     number character by character instead of turning it into one [UNK]; CJK characters are always
     split one by one by BERT's pre-tokenizer and need none.
     """
-    counts = Counter(ch for text in texts for ch in text if not ch.isspace())
     chars = [ch for ch, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if n >= min_count]
     vocab = list(SPECIAL_TOKENS)
     vocab += chars
@@ -65,13 +63,17 @@ def build_scratch_model(task: Any, options: Any, max_length: int = 512) -> tuple
     """A randomly initialised BERT sized by the task's options, with a vocabulary from its training data."""
     from transformers import BertConfig, BertTokenizerFast
 
-    vocab = character_vocabulary(task.vocabulary_texts(), options.scratch_min_char_count)
-    folder = Path(tempfile.mkdtemp(prefix="scratch-vocab-"))
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    vocab = character_vocabulary(task.train_char_counts, options.scratch_min_char_count)
+    # transformers 5 takes the vocabulary itself (`vocab`); a `vocab_file` is ignored (all [UNK]).
     # Keep case: a character vocabulary has both cases; strip_accents would merge characters.
     tokenizer = BertTokenizerFast(
-        vocab_file=str(folder / "vocab.txt"), do_lower_case=False, strip_accents=False, tokenize_chinese_chars=True
+        vocab={token: i for i, token in enumerate(vocab)},
+        do_lower_case=False,
+        strip_accents=False,
+        tokenize_chinese_chars=True,
     )
+    if tokenizer.convert_tokens_to_ids(vocab[-1]) != len(vocab) - 1:
+        raise RuntimeError("the from-scratch tokenizer did not take the character vocabulary")
     config = BertConfig(
         vocab_size=len(vocab),
         hidden_size=options.scratch_hidden_size,

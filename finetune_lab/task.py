@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -82,7 +83,9 @@ class Task:
         self.user_labels = bool(label_names)
         if label_names:
             self.label_names = tuple(label_names)
-        self.splits: dict[str, list[dict]] = {}  # the loaded rows, for a from-scratch vocabulary
+        # Character counts of the training data, for a from-scratch vocabulary. Counts, not rows:
+        # datasets hashes the task (via preprocess) on every map, and 55k rows made that take seconds.
+        self.train_char_counts: Counter = Counter()
         # Set by modeling.load_tokenizer_and_model when the model is not the one asked for.
         self.model_description: str | None = None
         self.from_scratch = False
@@ -100,8 +103,8 @@ class Task:
         """Extra model config values (e.g. problem_type) for AutoConfig.from_pretrained."""
         return {}
 
-    def vocabulary_texts(self) -> list[str]:
-        """Training texts (one string per example) to build a from-scratch character vocabulary from."""
+    def example_text(self, row: dict) -> str:
+        """The text of one example as a single string (for the from-scratch character vocabulary)."""
         raise NotImplementedError
 
     # --- data -------------------------------------------------------------------------------
@@ -126,7 +129,10 @@ class Task:
             splits = self.load_embedded(report)
         for split, rows in splits.items():
             report.kept[split] = len(rows)
-        self.splits = splits
+        if self.scratch_fallback:
+            self.train_char_counts = Counter(
+                ch for row in splits.get("train", []) for ch in self.example_text(row) if not ch.isspace()
+            )
         return DatasetDict({split: Dataset.from_list(rows) for split, rows in splits.items()}), report
 
     def load_hub(self, data_args: Any, report: DataReport) -> dict[str, list[dict]]:
@@ -195,8 +201,8 @@ class TokenClassificationTask(Task):
     def data_collator(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None):
         return DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
-    def vocabulary_texts(self) -> list[str]:
-        return ["".join(row["tokens"]) for row in self.splits.get("train", [])]
+    def example_text(self, row: dict) -> str:
+        return "".join(row["tokens"])
 
 
 class TextClassificationTask(Task):
@@ -214,8 +220,8 @@ class TextClassificationTask(Task):
     def model_config_overrides(self) -> dict[str, Any]:
         return {"problem_type": "regression"} if self.regression else {}
 
-    def vocabulary_texts(self) -> list[str]:
-        return [row["text"] for row in self.splits.get("train", [])]
+    def example_text(self, row: dict) -> str:
+        return row["text"]
 
     def read_file(self, path: Path, data_args: Any) -> list[dict]:
         return read_text_file(path, self.label_names, data_args.text_column or "text", regression=self.regression)

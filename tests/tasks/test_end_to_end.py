@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from transformers import AutoConfig
+from transformers import AutoConfig, AutoTokenizer
 
 from run import main
 from tasks import available_tasks
@@ -64,13 +64,9 @@ def test_english_task_end_to_end(tiny_model_dir, task, extra, keys):
     assert 0 <= saved["test"][saved["main_metric"]] <= 1
     assert saved["model_from_scratch"] is False
     assert sum(saved["data"]["kept"].values()) > 0
-
-
-def test_spam_roc_auc_is_computed_from_scores(tiny_model_dir):
-    saved = run_task("--task", "spam", "--model_name_or_path", str(tiny_model_dir))
-    assert saved["main_metric"] == "f1"
-    assert saved["data"]["repaired"] == {"all": {"messages recovered from inside other rows": 737}}
-    assert 0 <= saved["test"]["roc_auc"] <= 1
+    if task == "spam":  # ROC-AUC from the softmax scores of the spam class; the repair is reported
+        assert saved["main_metric"] == "f1" and 0 <= saved["test"]["roc_auc"] <= 1
+        assert saved["data"]["repaired"] == {"all": {"messages recovered from inside other rows": 737}}
 
 
 def test_intent_fine_granularity_has_50_labels(tiny_model_dir):
@@ -99,3 +95,6 @@ def test_chinese_task_falls_back_to_a_from_scratch_model_offline(task, metric, c
     assert saved["main_metric"] == metric and 0 <= saved["test"][metric] <= 1
     config = AutoConfig.from_pretrained(saved["output_dir"])
     assert config.hidden_size == 32 and config.vocab_size > 1000  # a character vocabulary, not MiniLM's
+    # the saved tokenizer knows the common characters: few [UNK]s in real text
+    tokenizer = AutoTokenizer.from_pretrained(saved["output_dir"])
+    assert tokenizer.tokenize("中国人民银行在北京") == list("中国人民银行在北京")
