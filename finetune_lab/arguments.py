@@ -8,6 +8,7 @@ JSON) < the command line. It is done with argparse's own `set_defaults`, so ever
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from finetune_lab.errors import UsageError, did_you_mean
 from finetune_lab.hardware import loader_defaults, precision_defaults
+from finetune_lab.task import NoOptions
 
 
 @dataclass
@@ -200,6 +202,14 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
     hardware = {**precision_defaults(), **loader_defaults()}
     parser.set_defaults(**{**BASE_DEFAULTS, **hardware, **(task_class.defaults if task_class else {})})
     parser.set_defaults(**experiment)
+    if task_class and task_class.Options is not NoOptions:
+        # Some defaults follow the task's own options (--as_regression: a regression main metric).
+        # Read those options first, then lay the experiment file over the result again.
+        namespace, _ = parser.parse_known_args(argv)
+        fields = {f.name for f in dataclasses.fields(task_class.Options)}
+        options = task_class.Options(**{name: getattr(namespace, name) for name in fields})
+        parser.set_defaults(**task_class.defaults_for(options))
+        parser.set_defaults(**experiment)
 
     _, unknown = parser.parse_known_args(argv)  # exits on --help
     if unknown:

@@ -10,8 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.stats import pearsonr, spearmanr
 from seqeval.metrics import classification_report as seqeval_report
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
 PER_CLASS = "per_class/"
 STATS = ("precision", "recall", "f1", "support")
@@ -39,19 +46,57 @@ def entity_metrics(true_tags: list[list[str]], pred_tags: list[list[str]]) -> di
 
 
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray, names: Sequence[str]) -> dict:
-    """Accuracy, macro and per-class P/R/F1 with support, for integer class ids."""
+    """Accuracy, macro and per-class P/R/F1 with support, for integer class ids.
+
+    Macro averages run over the classes that occur in the labels or the predictions (sklearn's
+    default): with 50 fine intent classes a small dev set lacks some, and a class that is neither
+    present nor predicted says nothing about the model. Per-class rows cover every class.
+    """
     ids = list(range(len(names)))
     p, r, f, s = precision_recall_fscore_support(labels, predictions, labels=ids, zero_division=0)
+    seen = sorted(set(np.asarray(labels).tolist()) | set(np.asarray(predictions).tolist()))
+    mp, mr, mf, _ = precision_recall_fscore_support(labels, predictions, labels=seen, average="macro", zero_division=0)
     metrics = {
         "accuracy": float(accuracy_score(labels, predictions)),
-        "macro_f1": float(np.mean(f)),
-        "macro_precision": float(np.mean(p)),
-        "macro_recall": float(np.mean(r)),
+        "macro_f1": float(mf),
+        "macro_precision": float(mp),
+        "macro_recall": float(mr),
         "examples": len(labels),
     }
     for i, name in enumerate(names):
         metrics.update(_per_class(name, p[i], r[i], f[i], s[i]))
     return metrics
+
+
+def binary_metrics(labels: np.ndarray, predictions: np.ndarray, scores: np.ndarray, names: Sequence[str]) -> dict:
+    """Classification metrics plus P/R/F1 of the positive class (`names[1]`) and ROC-AUC of `scores`.
+
+    `scores` are the model's probabilities of the positive class; ROC-AUC is undefined (NaN) when
+    the labels hold one class only.
+    """
+    metrics = classification_metrics(labels, predictions, names)
+    p, r, f, _ = precision_recall_fscore_support(labels, predictions, labels=[1], zero_division=0)
+    both_classes = len(set(np.asarray(labels).tolist())) == 2
+    metrics.update(
+        precision=float(p[0]),
+        recall=float(r[0]),
+        f1=float(f[0]),
+        roc_auc=float(roc_auc_score(labels, scores)) if both_classes else float("nan"),
+    )
+    return metrics
+
+
+def regression_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """MSE, MAE, Pearson and Spearman correlation of predicted vs. true scores."""
+    labels, predictions = np.asarray(labels, dtype=float).ravel(), np.asarray(predictions, dtype=float).ravel()
+    constant = np.ptp(predictions) == 0 or np.ptp(labels) == 0  # correlation undefined, not an error
+    return {
+        "mse": float(mean_squared_error(labels, predictions)),
+        "mae": float(mean_absolute_error(labels, predictions)),
+        "pearson": float("nan") if constant else float(pearsonr(labels, predictions)[0]),
+        "spearman": float("nan") if constant else float(spearmanr(labels, predictions)[0]),
+        "examples": len(labels),
+    }
 
 
 def _per_class(name: str, precision: float, recall: float, f1: float, support: float) -> dict[str, float]:
@@ -84,7 +129,7 @@ def format_report(metrics: dict, prefix: str = "", title: str = "") -> str:
             f"  {row.get('f1', 0):>9.4f}  {int(row.get('support', 0)):>9d}"
         )
     summary = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix) and "/" not in k}
-    for key in ("precision", "recall", "f1", "token_accuracy", "accuracy", "macro_f1"):
+    for key in ("precision", "recall", "f1", "token_accuracy", "accuracy", "macro_f1", "roc_auc"):
         if key in summary:
             lines.append(f"{key:<{width}}  {summary[key]:>9.4f}")
     return "\n".join(lines)

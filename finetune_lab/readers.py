@@ -30,9 +30,14 @@ class DataReport:
     dropped: dict[str, Counter] = field(default_factory=dict)
     # sha256 of each split's parsed rows: the same number means the same examples, whatever the source.
     checksums: dict[str, str] = field(default_factory=dict)
+    # Rows kept but changed on the way in (recovered, repaired): counted like drops, never silent.
+    repaired: dict[str, Counter] = field(default_factory=dict)
 
     def drop(self, split: str, reason: str, count: int = 1) -> None:
         self.dropped.setdefault(split, Counter())[reason] += count
+
+    def repair(self, split: str, what: str, count: int = 1) -> None:
+        self.repaired.setdefault(split, Counter())[what] += count
 
     def to_dict(self) -> dict:
         return {
@@ -40,6 +45,7 @@ class DataReport:
             "kept": dict(self.kept),
             "dropped": {split: dict(reasons) for split, reasons in self.dropped.items() if reasons},
             "checksums": dict(self.checksums),
+            "repaired": {split: dict(what) for split, what in self.repaired.items() if what},
         }
 
     def lines(self) -> list[str]:
@@ -49,6 +55,9 @@ class DataReport:
             why = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
             kept = f"{self.kept[split]:>7} examples" if split in self.kept else "before splitting:"
             out.append(f"  {split:<10} {kept}" + (f"  (dropped {why})" if why else ""))
+        for split, what in self.repaired.items():
+            if what:
+                out.append(f"  {split:<10} repaired: " + ", ".join(f"{n} {w}" for w, n in sorted(what.items())))
         return out
 
 
@@ -195,8 +204,24 @@ def read_token_file(path: Path, label_names: Sequence[str]) -> list[dict]:
     return examples
 
 
-def read_text_file(path: Path, label_names: Sequence[str], text_column: str = "text") -> list[dict]:
-    """Text-classification examples from CSV/TSV or JSON lines with `text` and `label`."""
+def parse_score(value: object, where: str) -> float:
+    """A numeric target (regression); anything that is not a finite number is an error."""
+    try:
+        score = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        score = float("nan")
+    if isinstance(value, bool) or score != score or score in (float("inf"), float("-inf")):
+        raise UsageError(f"{where}: label {value!r} is not a number (regression needs numeric labels)")
+    return score
+
+
+def read_text_file(
+    path: Path, label_names: Sequence[str], text_column: str = "text", regression: bool = False
+) -> list[dict]:
+    """Text-classification examples from CSV/TSV or JSON lines with `text` and `label`.
+
+    With `regression`, labels are numbers (floats), not class names.
+    """
     rows = read_jsonl(path) if Path(path).suffix.lower() in (".jsonl", ".json") else read_delimited(path)
     examples = []
     for lineno, row in rows:
@@ -206,7 +231,8 @@ def read_text_file(path: Path, label_names: Sequence[str], text_column: str = "t
         text = row[text_column]
         if not isinstance(text, str) or not text.strip():
             raise UsageError(f"{where}: empty text; remove the row or fill it in")
-        examples.append({"text": text, "label": resolve_label(row["label"], label_names, where)})
+        label = parse_score(row["label"], where) if regression else resolve_label(row["label"], label_names, where)
+        examples.append({"text": text, "label": label})
     if not examples:
         raise UsageError(f"{path}: no examples found")
     return examples

@@ -101,12 +101,14 @@ def run_config(args: Any, report: Any, truncation: dict) -> dict[str, Any]:
     """Everything that defines the run: what results.json and W&B store as its config."""
     training = args.training
     precision = precision_name(training.bf16, training.fp16)
-    model = args.model.model_name_or_path or EMBEDDED_NAME
+    # A task may have replaced the model (the from-scratch fallback): name what was really trained.
+    model = getattr(args.task, "model_description", None) or args.model.model_name_or_path or EMBEDDED_NAME
     return {
         "task": args.run.task,
         "run_name": training.run_name,
         "output_dir": training.output_dir,
         "model": model,
+        "model_from_scratch": bool(getattr(args.task, "from_scratch", False)),
         "precision": precision,
         "seed": training.seed,
         "processes": training.world_size,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,8 +27,15 @@ from transformers import (
 )
 
 from finetune_lab.errors import UsageError
-from finetune_lab.metrics import classification_metrics, entity_metrics
-from finetune_lab.readers import DataReport, read_text_file, read_token_file, resolve_label, rows_checksum
+from finetune_lab.metrics import binary_metrics, classification_metrics, entity_metrics, regression_metrics
+from finetune_lab.readers import (
+    DataReport,
+    parse_score,
+    read_text_file,
+    read_token_file,
+    resolve_label,
+    rows_checksum,
+)
 
 SPLITS = ("train", "validation", "test")
 
@@ -73,15 +81,38 @@ class Task:
     Options: ClassVar[type] = NoOptions
     model_class: ClassVar[type]
     example_columns: ClassVar[tuple[str, ...]]
+    # When the default Hub model (`defaults["model_name_or_path"]`) cannot be loaded (offline), build
+    # a small BERT from a config with a vocabulary from the training data instead (see modeling.py).
+    scratch_fallback: ClassVar[bool] = False
 
     def __init__(self, options: Any = None, label_names: Sequence[str] | None = None) -> None:
         self.options = options if options is not None else self.Options()
+        self.user_labels = bool(label_names)
         if label_names:
             self.label_names = tuple(label_names)
+        # Character counts of the training data, for a from-scratch vocabulary. Counts, not rows:
+        # datasets hashes the task (via preprocess) on every map, and 55k rows made that take seconds.
+        self.train_char_counts: Counter = Counter()
+        # Set by modeling.load_tokenizer_and_model when the model is not the one asked for.
+        self.model_description: str | None = None
+        self.from_scratch = False
+
+    @classmethod
+    def defaults_for(cls, options: Any) -> dict[str, Any]:
+        """Option defaults given the task's own options (e.g. a regression main metric); see arguments.py."""
+        return dict(cls.defaults)
 
     @property
     def label2id(self) -> dict[str, int]:
         return {name: i for i, name in enumerate(self.label_names)}
+
+    def model_config_overrides(self) -> dict[str, Any]:
+        """Extra model config values (e.g. problem_type) for AutoConfig.from_pretrained."""
+        return {}
+
+    def example_text(self, row: dict) -> str:
+        """The text of one example as a single string (for the from-scratch character vocabulary)."""
+        raise NotImplementedError
 
     # --- data -------------------------------------------------------------------------------
     def load_embedded(self, report: DataReport) -> dict[str, list[dict]]:
@@ -106,6 +137,10 @@ class Task:
         for split, rows in splits.items():
             report.kept[split] = len(rows)
             report.checksums[split] = rows_checksum(rows)
+        if self.scratch_fallback:
+            self.train_char_counts = Counter(
+                ch for row in splits.get("train", []) for ch in self.example_text(row) if not ch.isspace()
+            )
         return DatasetDict({split: Dataset.from_list(rows) for split, rows in splits.items()}), report
 
     def load_hub(self, data_args: Any, report: DataReport) -> dict[str, list[dict]]:
@@ -174,35 +209,59 @@ class TokenClassificationTask(Task):
     def data_collator(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None):
         return DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
+    def example_text(self, row: dict) -> str:
+        return "".join(row["tokens"])
+
 
 class TextClassificationTask(Task):
     """One label per text (sentiment, intent, spam): columns `text` and `label`."""
 
     model_class = AutoModelForSequenceClassification
     example_columns = ("text", "label")
+    # Hub label columns to look for, first match wins (clinc_oos calls it 'intent').
+    hub_label_columns: tuple[str, ...] = ("label",)
+    # Take the label set from a Hub ClassLabel column (banking77's 77 intents) unless --labels is given.
+    adopt_hub_label_names: ClassVar[bool] = False
+    # Regression: one float output, MSE loss, numeric labels (set by a task option).
+    regression: bool = False
+
+    def model_config_overrides(self) -> dict[str, Any]:
+        return {"problem_type": "regression"} if self.regression else {}
+
+    def example_text(self, row: dict) -> str:
+        return row["text"]
 
     def read_file(self, path: Path, data_args: Any) -> list[dict]:
-        return read_text_file(path, self.label_names, data_args.text_column or "text")
+        return read_text_file(path, self.label_names, data_args.text_column or "text", regression=self.regression)
 
     def rows_from_hub(self, split: Dataset, name: str, data_args: Any, report: DataReport) -> list[dict]:
         text_column = data_args.text_column or next(
             (c for c in ("text", "sentence", "content") if c in split.column_names), None
         )
-        if text_column not in split.column_names or "label" not in split.column_names:
+        label_column = next((c for c in self.hub_label_columns if c in split.column_names), None)
+        if text_column not in split.column_names or label_column is None:
             raise UsageError(
-                f"--dataset_name {data_args.dataset_name}: expected a text column and 'label', "
-                f"got {split.column_names}; name the text column with --text_column"
+                f"--dataset_name {data_args.dataset_name}: expected a text column and one of "
+                f"{list(self.hub_label_columns)}, got {split.column_names}; name the text column with --text_column"
             )
+        hub_names = getattr(split.features[label_column], "names", None)
+        if self.adopt_hub_label_names and hub_names and not self.user_labels and not self.regression:
+            self.label_names = tuple(hub_names)
         rows = []
         for index, row in enumerate(split):
-            if row["label"] == -1:  # hidden test labels (e.g. GLUE): unusable for scoring
+            value = row[label_column]
+            if value == -1:  # hidden test labels (e.g. GLUE): unusable for scoring
                 report.drop(name, "unlabelled rows")
                 continue
             if not str(row[text_column] or "").strip():
                 report.drop(name, "empty texts")
                 continue
             where = f"{data_args.dataset_name}[{name}][{index}]"
-            rows.append({"text": row[text_column], "label": resolve_label(row["label"], self.label_names, where)})
+            if self.regression:
+                label = parse_score(value, where)
+            else:
+                label = resolve_label(hub_names[value] if hub_names else value, self.label_names, where)
+            rows.append({"text": row[text_column], "label": label})
         return rows
 
     def data_collator(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None):
@@ -251,12 +310,20 @@ def align_labels_to_words(
     return encoded
 
 
-def encode_texts(batch: dict, tokenizer: PreTrainedTokenizerBase, label2id: dict[str, int], max_length: int) -> dict:
-    """Tokenize texts (no padding: the collator pads each batch) and map labels to ids."""
+def encode_texts(
+    batch: dict, tokenizer: PreTrainedTokenizerBase, label2id: dict[str, int] | None, max_length: int
+) -> dict:
+    """Tokenize texts (no padding: the collator pads each batch) and map labels to ids.
+
+    `label2id=None` means regression: the labels are scores and pass through as floats.
+    """
     encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
     # Fast tokenizers keep what truncation removed: a non-empty overflow means a cut text.
     encoded["truncated"] = [int(bool(e.overflowing)) for e in encoded.encodings]
-    encoded["labels"] = [label2id[label] for label in batch["label"]]
+    if label2id is None:
+        encoded["labels"] = [float(label) for label in batch["label"]]
+    else:
+        encoded["labels"] = [label2id[label] for label in batch["label"]]
     return encoded
 
 
@@ -274,3 +341,16 @@ def entity_level_metrics(eval_pred: EvalPrediction, label_names: Sequence[str]) 
 def text_classification_metrics(eval_pred: EvalPrediction, label_names: Sequence[str]) -> dict[str, float]:
     predictions = np.argmax(eval_pred.predictions, axis=-1)
     return classification_metrics(eval_pred.label_ids, predictions, label_names)
+
+
+def binary_classification_metrics(eval_pred: EvalPrediction, label_names: Sequence[str]) -> dict[str, float]:
+    """Two classes, `label_names[1]` the positive one: its P/R/F1 and ROC-AUC of its softmax probability."""
+    logits = np.asarray(eval_pred.predictions, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))  # stable softmax
+    scores = shifted[:, 1] / shifted.sum(axis=-1)
+    return binary_metrics(eval_pred.label_ids, np.argmax(logits, axis=-1), scores, label_names)
+
+
+def regression_eval_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
+    """The single-output head's predictions against the true scores."""
+    return regression_metrics(eval_pred.label_ids, np.asarray(eval_pred.predictions).reshape(-1))

@@ -9,6 +9,12 @@ from finetune_lab.errors import UsageError, did_you_mean
 REGISTRY: dict[str, str] = {
     "ner": "tasks.ner:ConllNer",
     "sentiment": "tasks.sentiment:MovieReviewSentiment",
+    "spam": "tasks.spam:SmsSpam",
+    "intent": "tasks.intent:TrecIntent",
+    "opinion": "tasks.opinion:TweetOpinion",
+    "news-sentiment": "tasks.news_sentiment:NewsSentiment",
+    "ner-zh": "tasks.ner_zh:MsraNer",
+    "sentiment-zh": "tasks.sentiment_zh:ChineseReviewSentiment",
 }
 
 

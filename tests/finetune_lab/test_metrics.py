@@ -48,3 +48,35 @@ def test_report_table_lists_every_class_with_its_numbers():
     neg = next(line for line in lines if line.startswith("neg"))
     assert neg.split()[1:] == ["0.5000", "1.0000", "0.6667", "1"]
     assert any(line.startswith("accuracy") and line.split()[1] == "0.6667" for line in lines)
+
+
+def test_binary_metrics_match_hand_computed_values():
+    from finetune_lab.metrics import binary_metrics
+
+    labels = np.array([0, 0, 1, 1, 1])
+    predictions = np.array([0, 1, 1, 0, 1])
+    scores = np.array([0.1, 0.6, 0.8, 0.4, 0.7])
+    m = binary_metrics(labels, predictions, scores, ["ham", "spam"])
+    # spam: 2 true positives, 1 false positive, 1 false negative
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3) and m["accuracy"] == pytest.approx(3 / 5)
+    # positive/negative score pairs ranked correctly: (0.8,0.4,0.7) vs (0.1,0.6): 5 of 6
+    assert m["roc_auc"] == pytest.approx(5 / 6)
+    assert np.isnan(binary_metrics(np.array([1, 1]), np.array([1, 0]), np.array([0.9, 0.2]), ["a", "b"])["roc_auc"])
+
+
+def test_regression_metrics_match_hand_computed_values():
+    from finetune_lab.metrics import regression_metrics
+
+    m = regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([[1.5], [2.0], [2.0]]))
+    assert m["mse"] == pytest.approx((0.25 + 0 + 1) / 3) and m["mae"] == pytest.approx(1.5 / 3)
+    # pearson of (1,2,3) and (1.5,2,2): cov 0.25/var... = 0.8660; spearman with a tie: 0.8660
+    assert m["pearson"] == pytest.approx(np.sqrt(3) / 2) and m["spearman"] == pytest.approx(np.sqrt(3) / 2)
+    assert np.isnan(regression_metrics(np.array([1.0, 2.0]), np.array([0.5, 0.5]))["pearson"])
+
+
+def test_macro_average_skips_classes_neither_present_nor_predicted():
+    m = classification_metrics(np.array([0, 1, 1]), np.array([0, 1, 0]), ["a", "b", "never"])
+    # a: P 1/2 R 1 F 2/3; b: P 1 R 1/2 F 2/3; 'never' takes no part in the average
+    assert m["macro_f1"] == pytest.approx(2 / 3)
+    assert per_class_rows(m)["never"]["support"] == 0

