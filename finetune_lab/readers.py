@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from finetune_lab.errors import UsageError
 
@@ -59,6 +60,31 @@ class DataReport:
             if what:
                 out.append(f"  {split:<10} repaired: " + ", ".join(f"{n} {w}" for w, n in sorted(what.items())))
         return out
+
+
+class DistinctTexts:
+    """Texts with the labels they were seen with: repeats are counted as duplicates, and a text
+    seen with two different labels is dropped (no single right answer) and counted."""
+
+    def __init__(self, report: DataReport, duplicate_reason: str, conflict_reason: str) -> None:
+        self.report, self.duplicate_reason, self.conflict_reason = report, duplicate_reason, conflict_reason
+        self._labels: dict[str, set] = {}
+
+    def add(self, text: str, label: Any) -> None:
+        labels = self._labels.setdefault(text, set())
+        if label in labels:
+            self.report.drop("all", self.duplicate_reason)
+        labels.add(label)
+
+    def unambiguous(self) -> list[tuple[str, Any]]:
+        """(text, label) for every text seen with one label only."""
+        kept = []
+        for text, labels in self._labels.items():
+            if len(labels) > 1:
+                self.report.drop("all", self.conflict_reason, len(labels))
+            else:
+                kept.append((text, next(iter(labels))))
+        return kept
 
 
 def rows_checksum(rows: list[dict]) -> str:

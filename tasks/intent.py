@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from finetune_lab.errors import UsageError
-from finetune_lab.readers import DataReport, iter_lines
+from finetune_lab.readers import DataReport, DistinctTexts, iter_lines
 from finetune_lab.task import (
     TextClassificationTask,
     encode_texts,
@@ -41,7 +41,7 @@ class IntentOptions:
 
 def read_trec(path: Path, report: DataReport) -> list[dict]:
     """Distinct questions with both labels (`coarse`, `fine`); duplicates and conflicts dropped, counted."""
-    labels_of: dict[str, set[tuple[str, str]]] = {}
+    questions = DistinctTexts(report, "duplicate lines", "questions with conflicting labels")
     for lineno, line in iter_lines(path):
         if not line.strip():
             continue
@@ -49,18 +49,10 @@ def read_trec(path: Path, report: DataReport) -> list[dict]:
         if not match or match.group(1) not in COARSE:
             raise UsageError(f"{path}:{lineno}: expected 'COARSE:fine question' with COARSE in {COARSE}, got {line!r}")
         coarse, fine, text = match.groups()
-        labels = labels_of.setdefault(text.strip(), set())
-        if (coarse, fine) in labels:
-            report.drop("all", "duplicate lines")
-        labels.add((coarse, fine))
-    rows = []
-    for text, labels in labels_of.items():
-        if len(labels) > 1:
-            report.drop("all", "questions with conflicting labels", len(labels))
-            continue
-        coarse, fine = next(iter(labels))
-        rows.append({"text": text, "coarse": coarse, "fine": f"{coarse}:{fine}"})
-    return rows
+        questions.add(text.strip(), (coarse, fine))
+    return [
+        {"text": text, "coarse": coarse, "fine": f"{coarse}:{fine}"} for text, (coarse, fine) in questions.unambiguous()
+    ]
 
 
 class TrecIntent(TextClassificationTask):

@@ -19,7 +19,7 @@ import ftfy
 from ftfy.badness import is_bad
 
 from finetune_lab.errors import UsageError
-from finetune_lab.readers import DataReport, _open_bytes
+from finetune_lab.readers import DataReport, DistinctTexts, _open_bytes
 from finetune_lab.task import (
     TextClassificationTask,
     encode_texts,
@@ -75,7 +75,7 @@ def read_opinion_csv(path: Path, report: DataReport, min_confidence: float = 0.0
     header = next(reader, None)
     if header is None or [h.strip() for h in header] != ["sentiment", "confidence", "text"]:
         raise UsageError(f"{path}:1: expected the header 'sentiment,confidence,text', got {header!r}")
-    labels_of: dict[str, set[str]] = {}
+    tweets = DistinctTexts(report, "duplicate tweets", "tweets with conflicting labels")
     try:
         for row in reader:
             lineno = reader.line_num
@@ -98,20 +98,11 @@ def read_opinion_csv(path: Path, report: DataReport, min_confidence: float = 0.0
             if score is not None and score < min_confidence:
                 report.drop("all", f"confidence below {min_confidence}")
                 continue
-            labels = labels_of.setdefault(text, set())
-            if label in labels:
-                report.drop("all", "duplicate tweets")
-            labels.add(label)
+            tweets.add(text, label)
     except csv.Error as err:
         raise UsageError(f"{path}:{reader.line_num}: malformed CSV ({err})") from None
-    rows = []
-    for text, labels in labels_of.items():
-        if len(labels) > 1:
-            # The same tweet labelled two ways (mostly retweets): no single right answer.
-            report.drop("all", "tweets with conflicting labels", len(labels))
-            continue
-        rows.append({"text": text, "label": next(iter(labels))})
-    return rows
+    # The same tweet labelled two ways (mostly retweets) is dropped: no single right answer.
+    return [{"text": text, "label": label} for text, label in tweets.unambiguous()]
 
 
 class TweetOpinion(TextClassificationTask):

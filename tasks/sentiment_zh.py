@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from finetune_lab.modeling import ScratchModelOptions
-from finetune_lab.readers import DataReport, iter_lines
+from finetune_lab.readers import DataReport, DistinctTexts, iter_lines
 from finetune_lab.task import (
     TextClassificationTask,
     encode_texts,
@@ -25,24 +25,15 @@ SPLIT_SEED = 42
 
 def read_polarity_files(files: dict[str, Path], report: DataReport) -> list[dict]:
     """Distinct reviews from one-review-a-line files, one per label; conflicts and blanks dropped."""
-    labels_of: dict[str, set[str]] = {}
+    reviews = DistinctTexts(report, "duplicate reviews", "reviews in both files (conflicting labels)")
     for label, path in files.items():
         for _, line in iter_lines(path):
             text = line.strip()
             if not text:
                 report.drop("all", "blank lines")
                 continue
-            labels = labels_of.setdefault(text, set())
-            if label in labels:
-                report.drop("all", "duplicate reviews")
-            labels.add(label)
-    rows = []
-    for text, labels in labels_of.items():
-        if len(labels) > 1:
-            report.drop("all", "reviews in both files (conflicting labels)", len(labels))
-            continue
-        rows.append({"text": text, "label": next(iter(labels))})
-    return rows
+            reviews.add(text, label)
+    return [{"text": text, "label": label} for text, label in reviews.unambiguous()]
 
 
 class ChineseReviewSentiment(TextClassificationTask):

@@ -99,3 +99,10 @@ def tiny_runs(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
 
     wandb.teardown()  # forget this fixture's W&B settings (WANDB_DIR), so later tests log where they ask
     return runs
+
+
+def wandb_inspect(run_dir: Path, *options: str) -> str:
+    """An offline W&B run read back with wandb's own reader (`wandb leet inspect`)."""
+    wandb_cli = Path(sys.executable).with_name("wandb")
+    command = [str(wandb_cli), "leet", "inspect", *options, str(run_dir)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout

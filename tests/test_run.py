@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from finetune_lab.task import align_labels_to_words
 from run import main
 from tasks.ner import ConllNer
 from tasks.sentiment import MovieReviewSentiment
+from tests.conftest import wandb_inspect
 
 QUICK = [
     "--num_train_epochs",
@@ -36,15 +36,7 @@ def wandb_summary(wandb_dir: Path) -> dict:
     """The offline run, read back with wandb's own reader (`wandb leet inspect`)."""
     runs = sorted(wandb_dir.glob("wandb/offline-run-*"))
     assert len(runs) == 1, runs
-    wandb_cli = Path(sys.executable).with_name("wandb")
-    done = subprocess.run(
-        [str(wandb_cli), "leet", "inspect", "--summary", "--json", str(runs[0])],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return json.loads(done.stdout)
+    return json.loads(wandb_inspect(runs[0], "--summary", "--json"))
 
 
 def test_ner_end_to_end(tiny_model_dir, tmp_path):

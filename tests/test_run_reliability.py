@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from finetune_lab.errors import TrainingError, UsageError
 from finetune_lab.rundir import COMPLETE_MARKER
 from run import main
+from tests.conftest import wandb_inspect
 
 ROOT = Path(__file__).resolve().parent.parent
 # 192 examples / batch 16 = 12 steps an epoch; a checkpoint (and dev evaluation) every 6 steps.
@@ -171,14 +172,7 @@ def test_planted_secrets_appear_nowhere(tiny_model_dir, capfd, monkeypatch, tmp_
     results = Path("runs/secret/results.json").read_text()
     run_dirs = list(tmp_path.glob("wandb/offline-run-*"))
     assert len(run_dirs) == 1
-    wandb_cli = Path(sys.executable).with_name("wandb")
-    inspected = subprocess.run(
-        [str(wandb_cli), "leet", "inspect", "--summary", "--json", str(run_dirs[0])],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    inspected = wandb_inspect(run_dirs[0], "--summary", "--json")
     assert json.loads(inspected)["config"]["task"] == "sentiment"  # the reader did read the config
     for where, text in {
         "stdout": printed.out,

@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from finetune_lab import tracking
 from finetune_lab.tracking import data_summary, experiment_notes, wandb_tags
-from tests.conftest import ROOT
-
-
-def leet(run_dir: Path, *options: str) -> str:
-    wandb_cli = Path(sys.executable).with_name("wandb")
-    command = [str(wandb_cli), "leet", "inspect", *options, str(run_dir)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+from tests.conftest import ROOT, wandb_inspect
 
 
 def offline_run(tiny_runs: dict, task: str) -> tuple[Path, dict, list[dict]]:
     """(run folder, summary JSON, records) of the task's offline W&B run."""
     for run_dir in sorted((tiny_runs["wandb_dir"] / "wandb").glob("offline-run-*")):
-        summary = json.loads(leet(run_dir, "--summary", "--json"))
+        summary = json.loads(wandb_inspect(run_dir, "--summary", "--json"))
         if summary["tags"][0] == task:
-            records = [json.loads(line) for line in leet(run_dir, "--json").splitlines() if line.strip()]
+            records = [json.loads(line) for line in wandb_inspect(run_dir, "--json").splitlines() if line.strip()]
             return run_dir, summary, records
     raise AssertionError(f"no offline W&B run for {task}")
 
