@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
-        data_collator=task.data_collator(tokenizer),
+        data_collator=task.data_collator(tokenizer, args.data.pad_to_multiple_of),
         compute_metrics=task.compute_metrics,
         callbacks=callbacks,
     )

@@ -22,6 +22,8 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import EvalPrediction, get_linear_schedule_with_warmup
 
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # the tutorial's `model.to(device)`
+
 
 def _pad(rows: list[list[int]], length: int, value: int) -> torch.Tensor:
     return torch.tensor([row[:length] + [value] * (length - len(row[:length])) for row in rows])
@@ -79,6 +81,7 @@ def _train_steps(
         for batch in loader:
             if on_batch:
                 on_batch(batch)
+            batch = {key: value.to(DEVICE) for key, value in batch.items()}
             loss = model(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), training.max_grad_norm)
@@ -99,7 +102,7 @@ def evaluate(model: torch.nn.Module, rows: list[dict], collate: Callable, batch_
     logits, labels = [], []
     with torch.no_grad():
         for batch in DataLoader(rows, batch_size=batch_size, shuffle=False, collate_fn=collate):
-            logits.append(model(**batch).logits.numpy())
+            logits.append(model(**{k: v.to(DEVICE) for k, v in batch.items()}).logits.float().cpu().numpy())
             labels.append(batch["labels"].numpy())
     model.train()
     return task.compute_metrics(EvalPrediction(predictions=np.concatenate(logits), label_ids=np.concatenate(labels)))
@@ -118,6 +121,7 @@ def run_baseline(
 ) -> dict[str, Any]:
     """Warm up on a copy of the model, then train and evaluate; `record` sees every timed batch."""
     collate = make_collate(task, tokenizer, data_args)
+    model.to(DEVICE)
     train_rows, eval_rows = splits["train"].to_list(), splits["validation"].to_list()
     epochs = math.ceil(training.num_train_epochs)
 

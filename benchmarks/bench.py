@@ -46,7 +46,12 @@ TOGGLES: dict[str, dict[str, Any]] = {
     "compile": {"args": ["--torch_compile", "true"], "why": "torch.compile on"},
     "adamw_torch": {"args": ["--optim", "adamw_torch"], "why": "fused AdamW off (for-loop on CPU, foreach on CUDA)"},
     "workers2": {"args": ["--dataloader_num_workers", "2"], "why": "2 data-loader workers"},
+    "workers0": {"args": ["--dataloader_num_workers", "0"], "why": "data-loader workers off"},
     "no_pin_memory": {"args": ["--dataloader_pin_memory", "false"], "why": "pinned memory off"},
+    "pad8": {"args": ["--pad_to_multiple_of", "8"], "why": "pad batches to a multiple of 8"},
+    "pad_off": {"args": ["--pad_to_multiple_of", "0"], "why": "no padding to a multiple of 8"},
+    "eager_attention": {"args": ["--attn_implementation", "eager"], "why": "eager attention instead of SDPA"},
+    "cudnn_attention": {"args": ["--cudnn_attention", "true"], "why": "SDPA may use its cuDNN backend"},
     "eval_batch_256": {"args": ["--per_device_eval_batch_size", "256"], "why": "eval batch 256", "eval_only": True},
     "eval_batch_32": {"args": ["--per_device_eval_batch_size", "32"], "why": "eval batch 32", "eval_only": True},
 }
@@ -243,7 +248,7 @@ def worker_train(spec: dict) -> dict:
         started = time.perf_counter()
         tokenized, _ = tokenize_splits(task, splits, tokenizer, args.data)
         timing["tokenize_seconds"] = time.perf_counter() - started
-        collator = task.data_collator(tokenizer)
+        collator = task.data_collator(tokenizer, args.data.pad_to_multiple_of)
 
         class MeasuredTrainer(Trainer):
             def training_step(self, model, inputs, num_items_in_batch=None):
@@ -438,7 +443,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few steps per variant (smoke run)")
     parser.add_argument("--tasks", default="ner,sentiment")
-    parser.add_argument("--variants", default=None, help="comma-separated subset (default: all for the task)")
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help="comma-separated subset (default: all for the task); TASK/VARIANT limits one to a task",
+    )
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--train", type=int, default=None, help="training sentences per variant")
     parser.add_argument("--eval", type=int, default=None, help="dev sentences per variant")
@@ -482,7 +491,10 @@ def main(argv: list[str] | None = None) -> int:
     plan: list[dict] = []
     for task in tasks:
         everything = NER_VARIANTS if task == "ner" else SENTIMENT_VARIANTS
-        wanted = opts.variants.split(",") if opts.variants else QUICK_VARIANTS if opts.quick else everything
+        wanted = QUICK_VARIANTS if opts.quick else everything
+        if opts.variants:  # "default,fp32" for every task, "ner/compile" for one
+            chosen = [v for v in opts.variants.split(",") if "/" not in v or v.startswith(f"{task}/")]
+            wanted = [v.split("/", 1)[-1] for v in chosen]
         for variant in wanted:
             toggle = TOGGLES.get(variant, {})
             if variant == "bf16" and default_bf16:
@@ -496,6 +508,15 @@ def main(argv: list[str] | None = None) -> int:
                     f"bf16 matmul runs at {peaks['bf16'] / 1e9:.2f} GFLOP/s vs {peaks['fp32'] / 1e9:.1f} in fp32 "
                     "(no native bf16 on this CPU): one training step would take minutes; --force-slow-bf16 runs it"
                 )
+                continue
+            if variant in ("workers2", "eval_batch_256", "pad8") and info["gpu"]:
+                skipped[variant] = "already the default on a GPU"
+                continue
+            if variant == "workers0" and not info["gpu"]:
+                skipped[variant] = "no workers is already the default on a CPU"
+                continue
+            if variant in ("pad8", "pad_off", "eager_attention", "cudnn_attention") and not info["gpu"]:
+                skipped[variant] = "a GPU switch (tensor-core shapes, attention kernels); not run on a CPU"
                 continue
             if variant == "no_pin_memory" and not info["gpu"]:
                 skipped[variant] = "no accelerator: pinned memory does nothing on a CPU-only machine"

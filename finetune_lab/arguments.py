@@ -58,6 +58,13 @@ class ModelArguments:
         metadata={"help": "Run code shipped with a Hub model. Off: only turn on for repos you trust."},
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "Attention kernel: sdpa (the library default), eager, flash_attention_2."}
+    )
+    cudnn_attention: bool = field(
+        default=False,
+        metadata={"help": "CUDA: let SDPA use cuDNN attention (off: it plans anew for every sequence length)."},
+    )
 
 
 @dataclass
@@ -75,6 +82,10 @@ class DataArguments:
     label_all_tokens: bool = field(
         default=False,
         metadata={"help": "NER: label every sub-token, not just the first (B-X pieces become I-X)."},
+    )
+    pad_to_multiple_of: int | None = field(
+        default=None,
+        metadata={"help": "Pad each batch to a multiple of N tokens (default: 8 on a GPU, none on a CPU)."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training examples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N dev examples."})
@@ -221,6 +232,10 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
     except ValueError as err:  # TrainingArguments.__post_init__ validation
         raise UsageError(str(err)) from None
     run, model, data, task_options, training = parsed
+    if data.pad_to_multiple_of is not None:
+        if data.pad_to_multiple_of < 0:
+            raise UsageError(f"--pad_to_multiple_of {data.pad_to_multiple_of}: a positive number, or 0 for none")
+        data.pad_to_multiple_of = data.pad_to_multiple_of or None
     run.task = task_name
     task = task_class(task_options, data.labels)
     return ParsedArguments(run, model, data, task_options, training, task, experiment)

