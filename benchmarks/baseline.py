@@ -121,6 +121,9 @@ def run_baseline(
 ) -> dict[str, Any]:
     """Warm up on a copy of the model, then train and evaluate; `record` sees every timed batch."""
     collate = make_collate(task, tokenizer, data_args)
+    # The tutorial trains in plain fp32; parsing the project's arguments may have switched TF32 on.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     model.to(DEVICE)
     train_rows, eval_rows = splits["train"].to_list(), splits["validation"].to_list()
     epochs = math.ceil(training.num_train_epochs)

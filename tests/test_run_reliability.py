@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import finetune_lab.callbacks as callbacks
 from finetune_lab.errors import TrainingError, UsageError
 from finetune_lab.rundir import COMPLETE_MARKER
 from run import main
@@ -71,7 +72,7 @@ def comparable(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not any(t in k for t in ("runtime", "per_second", "_time"))}
 
 
-def test_killed_run_resumes_to_the_same_weights_and_metrics(tiny_model_dir, capfd):
+def test_killed_run_resumes_to_the_same_weights_and_metrics(tiny_model_dir, capfd, monkeypatch):
     common = [*TINY_RUN, "--model_name_or_path", str(tiny_model_dir)]
     reference = main([*common, "--output_dir", "runs/straight"])
 
@@ -95,11 +96,16 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tiny_model_dir, capf
     with pytest.raises(UsageError, match="holds checkpoints of an unfinished run; pass --resume"):
         main([*common, "--output_dir", "runs/k"])
     capfd.readouterr()
+    steps_run = []  # optimizer steps taken by the resumed process itself
+    monkeypatch.setattr(
+        callbacks.EpochTimer, "on_step_end", lambda self, args, state, control, **kw: steps_run.append(state.global_step)
+    )
     resumed = main([*common, "--output_dir", "runs/k", "--resume"])
     printed = capfd.readouterr().out
     # it resumed (a fresh start would reach the same weights too): from 12, past the torn 18
     assert "resume: removing checkpoint-18, left incomplete by an interrupted save" in printed
     assert "resume: continuing from runs/k/checkpoint-12" in printed
+    assert steps_run == list(range(13, 25))
 
     assert comparable(resumed["dev"]) == pytest.approx(comparable(reference["dev"]), abs=1e-6)
     assert comparable(resumed["test"]) == pytest.approx(comparable(reference["test"]), abs=1e-6)
