@@ -193,10 +193,12 @@ def read_delimited(path: Path) -> Iterator[tuple[int, dict]]:
         raise UsageError(f"{path}: file is empty; expected a header row such as 'text,label'")
     delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
     reader = csv.reader(lines, delimiter=delimiter)
+    row_start = 1  # a quoted field may span lines: errors name the line its row starts on
     try:
         header = [name.strip() for name in next(reader)]
+        row_start = reader.line_num + 1
         for row in reader:
-            lineno = reader.line_num
+            lineno, row_start = row_start, reader.line_num + 1
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
@@ -205,7 +207,9 @@ def read_delimited(path: Path) -> Iterator[tuple[int, dict]]:
                 )
             yield lineno, dict(zip(header, row, strict=True))
     except csv.Error as err:
-        raise UsageError(f"{path}:{reader.line_num}: malformed CSV ({err})") from None
+        raise UsageError(
+            f"{path}:{row_start}: malformed CSV ({err}); is a quote (\") left open on this line?"
+        ) from None
 
 
 def read_token_file(path: Path, label_names: Sequence[str]) -> list[dict]:
