@@ -207,9 +207,7 @@ def read_delimited(path: Path) -> Iterator[tuple[int, dict]]:
                 )
             yield lineno, dict(zip(header, row, strict=True))
     except csv.Error as err:
-        raise UsageError(
-            f"{path}:{row_start}: malformed CSV ({err}); is a quote (\") left open on this line?"
-        ) from None
+        raise UsageError(f'{path}:{row_start}: malformed CSV ({err}); is a quote (") left open on this line?') from None
 
 
 def read_token_file(path: Path, label_names: Sequence[str]) -> list[dict]:

@@ -97,9 +97,11 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tiny_model_dir, capf
         main([*common, "--output_dir", "runs/k"])
     capfd.readouterr()
     steps_run = []  # optimizer steps taken by the resumed process itself
-    monkeypatch.setattr(
-        callbacks.EpochTimer, "on_step_end", lambda self, args, state, control, **kw: steps_run.append(state.global_step)
-    )
+
+    def count_step(self, args, state, control, **kwargs):
+        steps_run.append(state.global_step)
+
+    monkeypatch.setattr(callbacks.EpochTimer, "on_step_end", count_step)
     resumed = main([*common, "--output_dir", "runs/k", "--resume"])
     printed = capfd.readouterr().out
     # it resumed (a fresh start would reach the same weights too): from 12, past the torn 18

@@ -81,7 +81,7 @@ def test_csv_text_file(tmp_path):
         ("words,label\ngood,positive\n", "a.csv:2: expected fields 'text' and 'label'"),
         ("", "a.csv: file is empty"),
         # an unclosed quote swallows the rest of the file into one field, until csv gives up
-        ("text,label\ngood,positive\n\"bad,negative\n" + "more text\n" * 20_000, "a.csv:3: malformed CSV"),
+        ('text,label\ngood,positive\n"bad,negative\n' + "more text\n" * 20_000, "a.csv:3: malformed CSV"),
     ],
 )
 def test_csv_text_errors(tmp_path, content, message):
