@@ -379,7 +379,10 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    from finetune_lab.results import git_state
+
     info = {
+        "git": git_state(ROOT),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -456,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-prep", action="store_true")
     parser.add_argument("--force-slow-bf16", action="store_true", help="train bf16 even where bf16 matmul is slow")
     parser.add_argument("--out", default=str(ROOT / "bench-results"))
+    parser.add_argument("--markdown", metavar="JSON", help="print a finished run's JSON as README Markdown, then exit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
@@ -464,6 +468,10 @@ def main(argv: list[str] | None = None) -> int:
         spec = json.loads(opts.worker)
         result = worker_prep(spec) if spec["kind"] == "prep" else worker_train(spec)
         Path(opts.result).write_text(json.dumps(result, default=str))
+        return 0
+
+    if opts.markdown:
+        print(markdown_report(json.loads(Path(opts.markdown).read_text())))
         return 0
 
     config = dict(QUICK if opts.quick else FULL)
@@ -701,6 +709,60 @@ def print_table(report: dict) -> None:
         print(f"  not run: {name}: {why}")
     for error in report["errors"]:
         print(f"  ERROR {error}")
+
+
+def markdown_report(report: dict) -> str:
+    """The README's speed section, rendered from a bench JSON (so no number is copied by hand)."""
+    m, config = report["machine"], report["config"]
+    git = m.get("git") or {}
+    commit = f"{git['commit'][:7]}{' (dirty tree)' if git.get('dirty') else ''}" if git.get("commit") else "unknown"
+    peaks = ", ".join(f"{name} {p['gflops']:.1f} GFLOP/s" for name, p in report["matmul_peak"].items())
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; torch {m['torch']}, "
+        f"transformers {m.get('transformers', '?')}; default precision here: "
+        f"{'bf16' if m['default_precision'].get('bf16') else 'fp32'}. Commit {commit}.",
+        f"Measured matmul peak: {peaks}. Each variant: {config['train']} training / {config['eval']} dev "
+        f"sentences, {config['epochs']} epoch, {config['reps']} repetitions interleaved; "
+        "median [min-max]; x baseline = median of per-repetition ratios.",
+        "",
+        "| task / variant | what | dtype | train samples/s | x baseline | real tokens/s | eval samples/s | "
+        "eval x baseline | padding | peak RSS MiB | MFU | MFU vs bf16 peak | dev F1 / acc |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, v in report["variants"].items():
+
+        def med(key: str, scale: float = 1.0, digits: int = 1, suffix: str = "", v=v) -> str:
+            stat = v.get(key)
+            return f"{stat['median'] * scale:.{digits}f}{suffix}" if stat else "-"
+
+        dtype = next((r.get("precision") for r in v.get("raw", []) if r.get("precision")), "fp32")
+        lines.append(
+            f"| {name} | {v['what']} | {dtype} | {fmt(v['train_samples_per_s'])} | "
+            f"{med('train_samples_per_s_vs_baseline', digits=2, suffix='x')} | {med('train_tokens_per_s', digits=0)} | "
+            f"{fmt(v['eval_samples_per_s'])} | {med('eval_samples_per_s_vs_baseline', digits=2, suffix='x')} | "
+            f"{med('padding_fraction', 100, 0, '%')} | {med('peak_rss_mib', digits=0)} | {med('mfu', 100, 1, '%')} | "
+            f"{med('mfu_vs_bf16_peak', 100, 1, '%')} | {med('dev_metric', digits=3)} |"
+        )
+    lines.append("")
+    for name, why in report["skipped"].items():
+        lines.append(f"- not run: `{name}`: {why}")
+    for task, p in report["prep"].items():
+        first, cached = p["first_tokenize_s"], p["cached_tokenize_s"]
+        if first and cached:
+            lines.append(
+                f"- data preparation, {task} (whole data set, fresh process): tokenize {fmt(first, digits=2)} s "
+                f"first, {fmt(cached, digits=2)} s cached ({cached['median'] / first['median']:.0%} of first); "
+                f"load + tokenize {fmt(p['first_total_s'], digits=2)} s -> {fmt(p['cached_total_s'], digits=2)} s"
+            )
+    scaling = (report.get("scaling") or {}).get("scaling") or []
+    if scaling:
+        parts = []
+        for r in scaling:
+            epochs = " / ".join(f"{e['seconds']:.1f} s (RSS {e['rss_mib']:.0f} MiB)" for e in r["epochs"])
+            parts.append(f"{r['fraction']:.0%} ({r['samples']:,} sentences): {epochs}")
+        lines.append("- scaling, default NER path, seconds per epoch: " + "; ".join(parts))
+    lines += [f"- ERROR {e}" for e in report["errors"]]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

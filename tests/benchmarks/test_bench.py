@@ -20,3 +20,13 @@ def test_quick_bench_writes_its_json(tmp_path):
     assert default["train_samples_per_s"]["median"] > 0 and 0 < default["mfu"]["median"]
     assert report["matmul_peak"]["fp32"]["gflops"] > 0
     assert "ner/default" in done.stdout  # the table
+
+    # the README's table is rendered from the JSON, not copied by hand
+    rendered = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--markdown", str(tmp_path / "latest-quick.json")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr[-2000:]
+    row = next(line for line in rendered.stdout.splitlines() if line.startswith("| ner/default |"))
+    assert f"{default['train_samples_per_s']['median']:.1f} [" in row
+    assert "Commit " in rendered.stdout and report["machine"]["git"]["commit"][:7] in rendered.stdout
