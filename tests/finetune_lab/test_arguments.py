@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from finetune_lab.arguments import parse_arguments
 from finetune_lab.errors import UsageError
@@ -12,6 +13,7 @@ def test_base_and_task_defaults(tmp_path):
     assert t.eval_strategy == "epoch" and t.save_strategy == "epoch" and t.load_best_model_at_end
     assert t.metric_for_best_model == "f1" and t.report_to == ["wandb"]
     assert t.save_total_limit == 2  # disk use stays bounded by default
+    assert t.per_device_eval_batch_size == (256 if torch.cuda.is_available() else 32)  # measured fastest
     assert args.run.early_stopping_patience == 2
     assert args.task.name == "ner"
 
