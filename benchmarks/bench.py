@@ -62,7 +62,7 @@ SENTIMENT_VARIANTS = ["baseline", "default"]
 QUICK_VARIANTS = ["baseline", "default", "eval_batch_256"]
 SCALING_FRACTIONS = (0.25, 0.5, 1.0)
 
-# Sized for ~20-25 minutes on 2 quiet CPU cores (the baseline, padded to 128, dominates).
+# Sized for ~30 minutes on 2 quiet CPU cores (28.6 measured) (the baseline, padded to 128, dominates).
 FULL = {"train": 1000, "eval": 300, "epochs": 1, "reps": 3, "warmup": 3, "max_steps": None, "scaling": None}
 QUICK = {"train": 64, "eval": 32, "epochs": 1, "reps": 1, "warmup": 1, "max_steps": 2, "scaling": 128}
 
@@ -545,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         + ("; quick: at most {} steps".format(config["max_steps"]) if config["max_steps"] else "")
     )
     if not opts.quick:
-        print("estimate: about 20-25 minutes on 2 quiet CPU cores (more on a busy machine); a GPU is much faster")
+        print("estimate: about 30 minutes on 2 quiet CPU cores (more on a busy machine); a GPU is much faster")
     for name, why in skipped.items():
         print(f"  skipped {name}: {why}")
 
