@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: servers and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 if TYPE_CHECKING:
     from finetune_lab.compare import Group, Run
@@ -52,6 +53,7 @@ def plot_dev_curves(task: str, runs: list[Run], path: Path) -> Path | None:
         ax.plot(epochs, values, marker="o", label=run.name)
     metric = curves[0][0].main_metric
     ax.set(title=f"{task}: dev {metric} per epoch", xlabel="epoch", ylabel=f"dev {metric}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # evaluations happen at whole epochs
     ax.grid(alpha=0.3)
     _legend_outside(ax)
     return _save(fig, path)
