@@ -1,8 +1,8 @@
 from collections import Counter
-from types import SimpleNamespace
 
 import pytest
 
+from finetune_lab.arguments import ModelArguments
 from finetune_lab.errors import UsageError
 from finetune_lab.modeling import ScratchModelOptions, character_vocabulary, load_tokenizer_and_model
 from tasks.ner_zh import MsraNer
@@ -20,7 +20,7 @@ def test_from_scratch_model_tokenizes_characters():
     )
     task = MsraNer(options)
     task.train_char_counts = Counter("北京欢迎你ab")
-    model_args = SimpleNamespace(model_name_or_path="bert-base-chinese", revision="main", cache_dir=None)
+    model_args = ModelArguments(model_name_or_path="bert-base-chinese")
     tokenizer, model = load_tokenizer_and_model(task, model_args)
     assert task.from_scratch and task.model_description.startswith("from scratch: BERT 1 layers x 32")
     assert tokenizer.tokenize("北京欢迎你") == ["北", "京", "欢", "迎", "你"]
@@ -30,9 +30,7 @@ def test_from_scratch_model_tokenizes_characters():
 
 
 def test_a_named_model_that_cannot_load_is_an_error_not_a_fallback():
-    model_args = SimpleNamespace(
-        model_name_or_path="hfl/rbt3", revision="main", cache_dir=None, trust_remote_code=False
-    )
+    model_args = ModelArguments(model_name_or_path="hfl/rbt3")
     with pytest.raises(UsageError, match="cannot load --model_name_or_path hfl/rbt3"):
         load_tokenizer_and_model(MsraNer(), model_args)
     with pytest.raises(UsageError):  # tasks without the fallback never build a model from scratch
