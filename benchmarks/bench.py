@@ -62,7 +62,7 @@ SENTIMENT_VARIANTS = ["baseline", "default"]
 QUICK_VARIANTS = ["baseline", "default", "eval_batch_256"]
 SCALING_FRACTIONS = (0.25, 0.5, 1.0)
 
-# Sized for ~30 minutes on 2 quiet CPU cores (28.6 measured) (the baseline, padded to 128, dominates).
+# Sized for ~30 minutes on 2 quiet CPU cores (28.6 measured; the baseline, padded to 128, dominates).
 FULL = {"train": 1000, "eval": 300, "epochs": 1, "reps": 3, "warmup": 3, "max_steps": None, "scaling": None}
 QUICK = {"train": 64, "eval": 32, "epochs": 1, "reps": 1, "warmup": 1, "max_steps": 2, "scaling": 128}
 
@@ -595,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
         scaling = run_worker(spec, log)
         for r in scaling.get("scaling", []):
             per_epoch = ", ".join(f"{e['seconds']:.1f}s (RSS {e['rss_mib']:.0f} MiB)" for e in r["epochs"])
-            print(f"  scaling {r['fraction']:.0%} ({_set_size(r)} sentences): epochs {per_epoch}")
+            print(f"  scaling {r['fraction']:.0%} ({r['set_size']} sentences): epochs {per_epoch}")
 
     report = build_report(config, info, peaks_raw, skipped, prep, runs, scaling, tasks)
     report["total_seconds"] = time.perf_counter() - started
@@ -606,11 +606,6 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(cache_root, ignore_errors=True)
     print(f"\nwrote {path} ({report['total_seconds'] / 60:.1f} min; worker logs: {log})")
     return 0 if not report["errors"] else 1
-
-
-def _set_size(scaling_run: dict) -> int:
-    """Sentences in a scaling run's training set ("samples" counts every epoch's; older JSON lacks set_size)."""
-    return scaling_run.get("set_size") or scaling_run["samples"] // max(1, len(scaling_run["epochs"]))
 
 
 def _prep_s(run: dict) -> str:
@@ -678,6 +673,23 @@ def build_report(config, info, peaks_raw, skipped, prep, runs, scaling, tasks) -
     }
 
 
+def median_text(stat: dict | None, scale: float = 1.0, digits: int = 1, suffix: str = "") -> str:
+    return f"{stat['median'] * scale:.{digits}f}{suffix}" if stat else "-"
+
+
+def prep_text(task: str, prep: dict) -> str | None:
+    """One line on a task's data preparation, first run against cached; None when it was not measured."""
+    first, cached = prep["first_tokenize_s"], prep["cached_tokenize_s"]
+    if not (first and cached):
+        return None
+    total_first, total_cached = prep["first_total_s"], prep["cached_total_s"]
+    return (
+        f"data prep {task}: tokenize {fmt(first, digits=2)} s first, {fmt(cached, digits=2)} s cached "
+        f"({cached['median'] / first['median']:.0%}); load + tokenize {fmt(total_first, digits=2)} s -> "
+        f"{fmt(total_cached, digits=2)} s ({total_cached['median'] / total_first['median']:.0%})"
+    )
+
+
 def print_table(report: dict) -> None:
     peaks = report["matmul_peak"]
     print(
@@ -687,15 +699,8 @@ def print_table(report: dict) -> None:
         + (f", {report['machine']['gpu']}" if report["machine"]["gpu"] else "")
         + ")"
     )
-    for task, p in report["prep"].items():
-        first, cached = p["first_tokenize_s"], p["cached_tokenize_s"]
-        if first and cached:
-            total_first, total_cached = p["first_total_s"], p["cached_total_s"]
-            print(
-                f"data prep {task}: tokenize {fmt(first, digits=2)} s first, {fmt(cached, digits=2)} s cached "
-                f"({cached['median'] / first['median']:.0%}); load + tokenize {fmt(total_first, digits=2)} s -> "
-                f"{fmt(total_cached, digits=2)} s ({total_cached['median'] / total_first['median']:.0%})"
-            )
+    for line in filter(None, (prep_text(task, p) for task, p in report["prep"].items())):
+        print(line)
     header = (
         f"\n{'variant':<22} {'train samples/s':>22} {'x base':>6} {'tokens/s':>8} {'eval samples/s':>20} "
         f"{'x base':>6} {'pad':>4} {'RSS MiB':>7} {'prep s':>6} {'MFU':>5} {'dev':>6}"
@@ -704,8 +709,7 @@ def print_table(report: dict) -> None:
     for name, v in report["variants"].items():
 
         def med(key: str, scale: float = 1.0, digits: int = 1, v=v) -> str:
-            stat = v.get(key)
-            return f"{stat['median'] * scale:.{digits}f}" if stat else "-"
+            return median_text(v.get(key), scale, digits)
 
         print(
             f"{name:<22} {fmt(v['train_samples_per_s']):>22} {med('train_samples_per_s_vs_baseline', digits=2):>6} "
@@ -741,8 +745,7 @@ def markdown_report(report: dict) -> str:
     for name, v in report["variants"].items():
 
         def med(key: str, scale: float = 1.0, digits: int = 1, suffix: str = "", v=v) -> str:
-            stat = v.get(key)
-            return f"{stat['median'] * scale:.{digits}f}{suffix}" if stat else "-"
+            return median_text(v.get(key), scale, digits, suffix)
 
         dtype = next((r.get("precision") for r in v.get("raw", []) if r.get("precision")), "fp32")
         lines.append(
@@ -755,20 +758,14 @@ def markdown_report(report: dict) -> str:
     lines.append("")
     for name, why in report["skipped"].items():
         lines.append(f"- not run: `{name}`: {why}")
-    for task, p in report["prep"].items():
-        first, cached = p["first_tokenize_s"], p["cached_tokenize_s"]
-        if first and cached:
-            lines.append(
-                f"- data preparation, {task} (whole data set, fresh process): tokenize {fmt(first, digits=2)} s "
-                f"first, {fmt(cached, digits=2)} s cached ({cached['median'] / first['median']:.0%} of first); "
-                f"load + tokenize {fmt(p['first_total_s'], digits=2)} s -> {fmt(p['cached_total_s'], digits=2)} s"
-            )
+    prep_lines = filter(None, (prep_text(task, p) for task, p in report["prep"].items()))
+    lines += [f"- {line} (whole data set, fresh process)" for line in prep_lines]
     scaling = (report.get("scaling") or {}).get("scaling") or []
     if scaling:
         parts = []
         for r in scaling:
             epochs = " / ".join(f"{e['seconds']:.1f} s (RSS {e['rss_mib']:.0f} MiB)" for e in r["epochs"])
-            parts.append(f"{r['fraction']:.0%} ({_set_size(r):,} sentences): {epochs}")
+            parts.append(f"{r['fraction']:.0%} ({r['set_size']:,} sentences): {epochs}")
         lines.append("- scaling, default NER path, seconds per epoch: " + "; ".join(parts))
     lines += [f"- ERROR {e}" for e in report["errors"]]
     return "\n".join(lines)
