@@ -23,16 +23,11 @@ from typing import Any
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from finetune_lab.errors import UsageError  # noqa: E402
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # noqa: D401 - argparse hook
-        raise UsageError(message)
+from finetune_lab.errors import ArgumentParser, UsageError, run_cli  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="predict.py",
         description="Label text with a saved run (or an ensemble of runs of one task).",
         allow_abbrev=False,
@@ -122,11 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def cli() -> None:
-    try:
-        main()
-    except UsageError as err:
-        print(f"predict.py: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, "predict.py")
 
 
 if __name__ == "__main__":

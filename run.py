@@ -10,13 +10,12 @@ Parse, build task, build model, train, evaluate, save, report. See `run.py --hel
 from __future__ import annotations
 
 import os
-import sys
 import time
 from typing import Any
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # quiet fork warnings from the data loader
 
-from finetune_lab.errors import TrainingError, UsageError  # noqa: E402
+from finetune_lab.errors import run_cli  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -129,14 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def cli() -> None:
-    try:
-        main()
-    except UsageError as err:
-        print(f"run.py: error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except TrainingError as err:
-        print(f"run.py: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main, "run.py")
 
 
 if __name__ == "__main__":

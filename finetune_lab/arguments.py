@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-from finetune_lab.errors import UsageError, did_you_mean
+from finetune_lab.errors import OneLineErrors, UsageError, did_you_mean
 from finetune_lab.hardware import loader_defaults, precision_defaults
 from finetune_lab.task import NoOptions
 
@@ -143,11 +143,8 @@ class ParsedArguments:
     experiment: dict = field(default_factory=dict)
 
 
-class _Parser(HfArgumentParser):
+class _Parser(OneLineErrors, HfArgumentParser):
     """HfArgumentParser whose errors are UsageErrors (one line, exit code 2), not usage dumps."""
-
-    def error(self, message: str):  # noqa: D401 - argparse hook
-        raise UsageError(message)
 
 
 def build_parser(task_class: type | None) -> _Parser:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune_lab.errors import UsageError
+from finetune_lab.errors import ArgumentParser, UsageError, run_cli
 
 # Options that name, place or seed a run but do not change what it learns: runs that differ only
 # in these belong to one seed group. Everything else in `options` (and the model, precision and
@@ -430,13 +430,8 @@ def render(boards: dict[str, list[Group]], fmt: str) -> str:
 # --- command line ----------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # noqa: D401 - argparse hook
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="python -m finetune_lab.compare",
         description="Leaderboards (one per task) and plots from the runs under RUNS_DIR.",
         allow_abbrev=False,
@@ -490,11 +485,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[Group]]:
 
 
 def cli() -> None:
-    try:
-        main()
-    except UsageError as err:
-        print(f"compare: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, "compare")
 
 
 if __name__ == "__main__":
