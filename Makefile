@@ -17,8 +17,10 @@ EXP_ARG = $(if $(EXP),--experiment $(EXP))
 # name holds the seed), so `make compare` can report mean ± std over seeds.
 SEEDS ?=
 RUNS_DIR ?= outputs
+# One target per task, read from the registry in tasks/__init__.py (lines `    "name": "tasks.module:Class",`).
+TASKS := $(shell sed -n 's/^ *"\([a-z0-9-]*\)": "tasks\..*/\1/p' tasks/__init__.py)
 
-.PHONY: setup test lint ner sentiment spam intent opinion news-sentiment ner-zh sentiment-zh compare bench clean
+.PHONY: setup test lint $(TASKS) compare bench clean
 
 setup: $(STAMP)
 
@@ -37,7 +39,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-ner sentiment spam intent opinion news-sentiment ner-zh sentiment-zh: $(STAMP)
+$(TASKS): $(STAMP)
 ifeq ($(strip $(SEEDS)),)
 	$(ACCELERATE) run.py --task $@ $(EXP_ARG) $(ARGS)
 else

@@ -19,60 +19,56 @@ from finetune_lab.errors import run_cli  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from transformers import EarlyStoppingCallback, Trainer, set_seed
+    from transformers import set_seed
 
-    from finetune_lab import tracking
+    from finetune_lab import wandb_logging
     from finetune_lab.arguments import parse_arguments
-    from finetune_lab.callbacks import EpochTimer, MarkCheckpointComplete, PerClassReport, StopOnNonFiniteLoss
-    from finetune_lab.data import limit_samples, tokenize_splits, truncation_lines
+    from finetune_lab.callbacks import EpochTimer
+    from finetune_lab.hardware import peak_memory_mb
     from finetune_lab.metrics import format_report
-    from finetune_lab.modeling import load_tokenizer_and_model
-    from finetune_lab.results import environment, redact, write_json
-    from finetune_lab.rundir import prepare_run_dir, resume_checkpoint, run_config, save_model_atomically
+    from finetune_lab.modeling import build_model
+    from finetune_lab.results import environment, redact, run_config, run_results, write_json
+    from finetune_lab.rundir import prepare_run_dir, resume_checkpoint, save_model_atomically
+    from finetune_lab.tokenization import limit_samples, tokenize_splits, truncation_lines
+    from finetune_lab.trainer import build_trainer
 
     # 1. parse
     args = parse_arguments(argv)
     code_state = environment()  # now, not at the end: the commit that is running, not a later one
-    task, training = args.task, args.training
+    training = args.training
     set_seed(training.seed)
     run_dir = prepare_run_dir(args)
     main_process = training.process_index == 0
 
-    # 2. build task: data, from the embedded package, the Hub or local files
-    splits, report = task.load(args.data)
-    notes = limit_samples(splits, args.data)
-    # 3. build model
-    tokenizer, model = load_tokenizer_and_model(task, args.model)
+    # 2. build task: data from the embedded package, the Hub or local files; the label set it settles on
+    data = args.task.load(args.data)
+    task = args.task.with_labels(data.label_names)
+    # 3. build model (a from-scratch vocabulary comes from the whole training split), then tokenize
+    built = build_model(task, args.model, data.splits["train"])
+    splits, notes = limit_samples(data.splits, args.data)
     with training.main_process_first(desc="tokenizing"):
-        tokenized, truncation = tokenize_splits(task, splits, tokenizer, args.data)
+        tokenized, truncation = tokenize_splits(task, splits, built.tokenizer, args.data)
     if main_process:
-        print("\n".join([*report.lines(), *notes, *truncation_lines(truncation, args.data.max_seq_length)]))
+        print("\n".join([*data.report.lines(), *notes, *truncation_lines(truncation, args.data.max_seq_length)]))
 
     # 4. train
-    config = redact(run_config(args, report, truncation))
+    config = redact(run_config(args, task, built, data.report, truncation))
     wandb_run = None
     if main_process and "wandb" in training.report_to:
-        wandb_run = tracking.start_wandb(training.run_name, task.name, config["tags"], config, notes=config["notes"])
+        wandb_run = wandb_logging.start_wandb(training.run_name, task.name, config["tags"], config, config["notes"])
         if wandb_run is None:
             training.report_to = [r for r in training.report_to if r != "wandb"]
-    callbacks = [
-        PerClassReport(),
-        timer := EpochTimer(),
-        MarkCheckpointComplete(),
-        StopOnNonFiniteLoss(),
-        *tracking.callbacks(wandb_run, config),
-    ]
-    if args.run.early_stopping_patience > 0:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.run.early_stopping_patience))
-    trainer = Trainer(
-        model=model,
-        args=training,
-        train_dataset=tokenized["train"],
-        eval_dataset=tokenized["validation"],
-        processing_class=tokenizer,
-        data_collator=task.data_collator(tokenizer, args.data.pad_to_multiple_of),
-        compute_metrics=task.compute_metrics,
-        callbacks=callbacks,
+    timer = EpochTimer()
+    trainer = build_trainer(
+        task,
+        built.model,
+        built.tokenizer,
+        training,
+        args.data,
+        tokenized["train"],
+        tokenized["validation"],
+        callbacks=[timer, *wandb_logging.callbacks(wandb_run, config)],
+        early_stopping_patience=args.run.early_stopping_patience,
     )
     started = time.perf_counter()
     try:
@@ -91,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if training.do_train:
             save_model_atomically(trainer, run_dir)
     except BaseException:
-        tracking.finish(wandb_run, exit_code=1)
+        wandb_logging.finish(wandb_run, exit_code=1)
         raise
     if not main_process:
         return {}
@@ -99,26 +95,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # 7. report
     if test:
         print("\n" + format_report(test, "test_", title="test"))
-    results = {
-        **config,
-        "dev": {k.removeprefix("eval_"): v for k, v in dev.items()},
-        "test": {k.removeprefix("test_"): v for k, v in test.items()},
-        "dev_history": [e for e in history if "eval_loss" in e],
-        "train_history": [e for e in history if "loss" in e],
-        "best_checkpoint": trainer.state.best_model_checkpoint,
-        "train": {
-            "seconds": round(train_seconds, 2),
-            "epoch_seconds": timer.seconds,
-            "samples_per_second": train_metrics.get("train_samples_per_second"),
-            "steps": trainer.state.global_step,
-            "loss": train_metrics.get("train_loss"),
-            "peak_memory_mb": tracking.peak_memory_mb(),
-        },
-        "environment": code_state,
+    train = {
+        "seconds": round(train_seconds, 2),
+        "epoch_seconds": timer.seconds,
+        "samples_per_second": train_metrics.get("train_samples_per_second"),
+        "steps": trainer.state.global_step,
+        "loss": train_metrics.get("train_loss"),
+        "peak_memory_mb": peak_memory_mb(),
     }
-    write_json(run_dir / "results.json", redact(results))
-    tracking.log_final(wandb_run, results, test_output, model_dir=run_dir if args.run.wandb_log_model else None)
-    tracking.finish(wandb_run)
+    results = redact(run_results(config, trainer, dev, test, train, history, code_state))
+    write_json(run_dir / "results.json", results)
+    model_dir = run_dir if args.run.wandb_log_model else None
+    wandb_logging.log_final(wandb_run, results, test_output, model_dir=model_dir)
+    wandb_logging.finish(wandb_run)
     main_metric = training.metric_for_best_model
     summary = f"{task.name}: dev {main_metric} {results['dev'].get(main_metric, float('nan')):.4f}"
     if test:

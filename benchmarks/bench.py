@@ -184,31 +184,33 @@ def project_argv(spec: dict, output_dir: str) -> list[str]:
 
 
 def load_inputs(spec: dict, argv: list[str]) -> tuple[Any, Any, Any, Any, dict[str, float]]:
+    """Options, task (labels settled), limited splits and the built model, as run.py makes them."""
     from transformers import set_seed
 
     from finetune_lab.arguments import parse_arguments
-    from finetune_lab.data import limit_samples
-    from finetune_lab.modeling import load_tokenizer_and_model
+    from finetune_lab.modeling import build_model
+    from finetune_lab.tokenization import limit_samples
 
     args = parse_arguments(argv)
     set_seed(args.training.seed)
     started = time.perf_counter()
-    splits, _ = args.task.load(args.data)
-    limit_samples(splits, args.data)
+    data = args.task.load(args.data)
+    task = args.task.with_labels(data.label_names)
+    splits, _ = limit_samples(data.splits, args.data)
     load_s = time.perf_counter() - started
     set_seed(args.training.seed)  # same classifier-head initialisation in every variant
-    tokenizer, model = load_tokenizer_and_model(args.task, args.model)
-    return args, splits, tokenizer, model, {"load_seconds": load_s}
+    built = build_model(task, args.model, data.splits["train"])
+    return args, task, splits, built, {"load_seconds": load_s}
 
 
 def worker_prep(spec: dict) -> dict:
     """Load + tokenize the full data set: the first time (empty cache) or from the cache."""
-    from finetune_lab.data import tokenize_splits
+    from finetune_lab.tokenization import tokenize_splits
 
     with tempfile.TemporaryDirectory() as out:
-        args, splits, tokenizer, _, timing = load_inputs(spec, project_argv(spec, out))
+        args, task, splits, built, timing = load_inputs(spec, project_argv(spec, out))
         started = time.perf_counter()
-        tokenized, _ = tokenize_splits(args.task, splits, tokenizer, args.data)
+        tokenized, _ = tokenize_splits(task, splits, built.tokenizer, args.data)
         timing["tokenize_seconds"] = time.perf_counter() - started
     timing["examples"] = {split: len(d) for split, d in tokenized.items()}
     return timing
@@ -220,17 +222,19 @@ def worker_train(spec: dict) -> dict:
     from transformers import Trainer, TrainerCallback
 
     from finetune_lab.arguments import parse_arguments
-    from finetune_lab.data import tokenize_splits
+    from finetune_lab.hardware import precision_name
+    from finetune_lab.tokenization import tokenize_splits
+    from finetune_lab.trainer import build_trainer
 
     out = tempfile.mkdtemp(prefix="bench-")
     argv = project_argv(spec, out)
-    args, splits, tokenizer, model, timing = load_inputs(spec, argv)
-    task, training = args.task, args.training
+    args, task, splits, built, timing = load_inputs(spec, argv)
+    training, tokenizer, model = args.training, built.tokenizer, built.model
     flops_weights, flops_attention, non_embedding = model_flops_per_sequence(model)
     recorder = BatchRecorder()
     result: dict[str, Any] = {
         "torch_threads": torch.get_num_threads(),
-        "precision": "bf16" if training.bf16 else "fp16" if training.fp16 else "fp32",
+        "precision": precision_name(training.bf16, training.fp16),
         "tf32": bool(training.tf32),
         "non_embedding_params": non_embedding,
         "flops_per_token_weights": flops_weights,
@@ -249,7 +253,6 @@ def worker_train(spec: dict) -> dict:
         started = time.perf_counter()
         tokenized, _ = tokenize_splits(task, splits, tokenizer, args.data)
         timing["tokenize_seconds"] = time.perf_counter() - started
-        collator = task.data_collator(tokenizer, args.data.pad_to_multiple_of)
 
         class MeasuredTrainer(Trainer):
             def training_step(self, model, inputs, num_items_in_batch=None):
@@ -276,10 +279,10 @@ def worker_train(spec: dict) -> dict:
                 self.epochs.append({"seconds": seconds, "rss_mib": current_rss_mib(), "peak_rss": peak_rss_mib()})
 
         def trainer(model, training_args, train_dataset, eval_dataset, callbacks=()):
-            return MeasuredTrainer(
-                model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                processing_class=tokenizer, data_collator=collator, compute_metrics=task.compute_metrics,
-                callbacks=list(callbacks),
+            # run.py's own builder (collator, metrics, standard callbacks); no early stopping: no evaluation
+            return build_trainer(
+                task, model, tokenizer, training_args, args.data, train_dataset, eval_dataset,
+                callbacks=callbacks, trainer_class=MeasuredTrainer,
             )  # fmt: skip
 
         fractions = spec.get("fractions") or [None]

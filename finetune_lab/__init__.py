@@ -1,4 +1,21 @@
-"""Shared machinery for finetune-lab: arguments, data readers, metrics, tracking, results.
+"""Shared machinery for finetune-lab; each module's name says what it holds.
 
-Tasks live in the top-level `tasks` package; everything here is task-agnostic.
+    arguments     options, experiment files and their precedence (one parse)
+    families      task families: token / text classification, text regression
+    embedded      the embedded model and data sets: package files, the fixed split, shared readers
+    readers       the user's own files: CoNLL, JSON lines, CSV/TSV; the data report
+    tokenization  preprocessing into model inputs, its on-disk cache, truncation counts
+    modeling      tokenizer and model for a task (the from-scratch fallback included)
+    trainer       the one Trainer builder
+    callbacks     Trainer callbacks: per-class report, epoch timer, checkpoint markers, NaN guard
+    rundir        the run folder: overwrite rules, checkpoints, atomic model save
+    results       results.json: config, scores, environment; secrets redacted
+    wandb_logging everything Weights & Biases
+    metrics       scores (seqeval, scikit-learn) and which way is better
+    hardware      precision, loader and attention defaults by device; peak memory
+    errors        one-line errors and the one CLI wrapper
+    compare, plots, tables   leaderboards and plots from finished runs
+    inference     labelling text with saved runs (predict.py)
+
+Tasks themselves live in the top-level `tasks/` folder of the checkout, one module each.
 """

@@ -8,7 +8,6 @@ JSON) < the command line. It is done with argparse's own `set_defaults`, so ever
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
@@ -20,7 +19,6 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from finetune_lab.errors import OneLineErrors, UsageError, did_you_mean
 from finetune_lab.hardware import loader_defaults, precision_defaults
-from finetune_lab.task import NoOptions
 
 
 @dataclass
@@ -139,8 +137,7 @@ class ParsedArguments:
     data: DataArguments
     task_options: Any
     training: TrainingArguments
-    task: Any
-    experiment: dict = field(default_factory=dict)
+    task: Any  # the task declared by --task, with its options and --labels
 
 
 class _Parser(OneLineErrors, HfArgumentParser):
@@ -211,24 +208,15 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
     hardware = {**precision_defaults(), **loader_defaults()}
     parser.set_defaults(**{**BASE_DEFAULTS, **hardware, **(task_class.defaults if task_class else {})})
     parser.set_defaults(**experiment)
-    if task_class and task_class.Options is not NoOptions:
-        # Some defaults follow the task's own options (--as_regression: a regression main metric).
-        # Read those options first, then lay the experiment file over the result again.
-        namespace, _ = parser.parse_known_args(argv)
-        fields = {f.name for f in dataclasses.fields(task_class.Options)}
-        options = task_class.Options(**{name: getattr(namespace, name) for name in fields})
-        parser.set_defaults(**task_class.defaults_for(options))
-        parser.set_defaults(**experiment)
 
-    _, unknown = parser.parse_known_args(argv)  # exits on --help
+    try:  # exits on --help
+        *parsed, unknown = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    except ValueError as err:  # TrainingArguments.__post_init__ validation
+        raise UsageError(str(err)) from None
     if unknown:
         option = next((u for u in unknown if u.startswith("-")), unknown[0])
         names = [s for s in parser._option_string_actions if s.startswith("--")]
         raise UsageError(f"unknown option {option}{did_you_mean(option.split('=')[0], names)}; see run.py --help")
-    try:
-        parsed = parser.parse_args_into_dataclasses(argv)
-    except ValueError as err:  # TrainingArguments.__post_init__ validation
-        raise UsageError(str(err)) from None
     run, model, data, task_options, training = parsed
     if data.pad_to_multiple_of is not None:
         if data.pad_to_multiple_of < 0:
@@ -236,4 +224,4 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
         data.pad_to_multiple_of = data.pad_to_multiple_of or None
     run.task = task_name
     task = task_class(task_options, data.labels)
-    return ParsedArguments(run, model, data, task_options, training, task, experiment)
+    return ParsedArguments(run, model, data, task_options, training, task)

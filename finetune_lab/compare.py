@@ -201,7 +201,7 @@ def load_wandb_runs(wandb_dir: Path) -> tuple[list[Run], list[str]]:
     """Offline W&B runs under wandb_dir, read with wandb's own reader (`wandb leet inspect`).
 
     Their config is the run's results.json config; the summary holds the final dev and test
-    metrics (see tracking.log_final). No per-epoch history: they appear in leaderboards and the
+    metrics (see wandb_logging.log_final). No per-epoch history: they appear in leaderboards and the
     test bar chart, not in the curves.
     """
     import shutil
@@ -229,7 +229,7 @@ def load_wandb_runs(wandb_dir: Path) -> tuple[list[Run], list[str]]:
                 **config,
                 "dev": {metric: summary.get(f"eval/{metric}")},
                 "test": {metric: summary.get(f"test/{metric}")},
-                "train": {  # tracking.log_final's keys; Trainer's own summary keys as a fallback
+                "train": {  # wandb_logging.log_final's keys; Trainer's own summary keys as a fallback
                     "seconds": summary.get("train/seconds", summary.get("train_runtime")),
                     "samples_per_second": summary.get(
                         "train/samples_per_second", summary.get("train_samples_per_second")

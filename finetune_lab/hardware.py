@@ -1,4 +1,4 @@
-"""What the hardware can do, for precision defaults (bf16 where it is fast, fp32 elsewhere)."""
+"""What the hardware can do: precision and loader defaults (bf16 where it is fast), attention backend, peak memory."""
 
 from __future__ import annotations
 
@@ -64,3 +64,12 @@ def loader_defaults() -> dict[str, Any]:
             "pad_to_multiple_of": 8,
         }
     return {}
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this process: GPU memory allocated by torch on CUDA, else the peak RSS."""
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB

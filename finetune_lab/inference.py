@@ -20,7 +20,7 @@ import torch
 from transformers import AutoTokenizer, EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_lab.errors import UsageError
-from finetune_lab.task import TokenClassificationTask
+from finetune_lab.families import TokenClassificationTask
 
 
 @dataclass
@@ -57,7 +57,10 @@ def load_run(path: str | Path) -> LoadedRun:
     if not isinstance(results, dict) or not results.get("task") or not results.get("labels"):
         raise UsageError(f"{results_file}: expected the keys 'task' and 'labels'")
     task_class = get_task_class(results["task"])
-    task = task_class(None, results["labels"])
+    saved_options = ((results.get("options") or {}).get("task")) or {}
+    known = {f.name for f in fields(task_class.Options)}
+    options = task_class.Options(**{k: v for k, v in saved_options.items() if k in known})
+    task = task_class(options).with_labels(results["labels"])
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         # safetensors only: a pickled checkpoint can run code when loaded
@@ -211,13 +214,13 @@ def _data_arguments(results: dict[str, Any]) -> Any:
 
 def load_test_rows(run: LoadedRun) -> list[dict]:
     """The test rows the run was scored on: same data source, same --max_test_samples."""
-    from finetune_lab.data import limit_samples
+    from finetune_lab.tokenization import limit_samples
 
     data_args = _data_arguments(run.results)
-    splits, _ = run.task.load(data_args)
-    if "test" not in splits:
+    data = run.task.load(data_args)
+    if "test" not in data.splits:
         raise UsageError(f"{run.path}: its data has no test split to evaluate the ensemble on")
-    limit_samples(splits, data_args)
+    splits, _ = limit_samples(data.splits, data_args)
     return splits["test"].to_list()
 
 

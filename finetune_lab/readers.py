@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from finetune_lab.errors import UsageError
 
@@ -62,36 +61,12 @@ class DataReport:
         return out
 
 
-class DistinctTexts:
-    """Texts with the labels they were seen with: repeats are counted as duplicates, and a text
-    seen with two different labels is dropped (no single right answer) and counted."""
-
-    def __init__(self, report: DataReport, duplicate_reason: str, conflict_reason: str) -> None:
-        self.report, self.duplicate_reason, self.conflict_reason = report, duplicate_reason, conflict_reason
-        self._labels: dict[str, set] = {}
-
-    def add(self, text: str, label: Any) -> None:
-        labels = self._labels.setdefault(text, set())
-        if label in labels:
-            self.report.drop("all", self.duplicate_reason)
-        labels.add(label)
-
-    def unambiguous(self) -> list[tuple[str, Any]]:
-        """(text, label) for every text seen with one label only."""
-        kept = []
-        for text, labels in self._labels.items():
-            if len(labels) > 1:
-                self.report.drop("all", self.conflict_reason, len(labels))
-            else:
-                kept.append((text, next(iter(labels))))
-        return kept
-
-
 def rows_checksum(rows: list[dict]) -> str:
     return hashlib.sha256(json.dumps(rows, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def _open_bytes(path: Path) -> bytes:
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes; a missing, unreadable or directory path is a UsageError naming it."""
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
@@ -104,7 +79,7 @@ def _open_bytes(path: Path) -> bytes:
 
 def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text without newline) for each line; a decoding error names its line."""
-    for lineno, raw in enumerate(_open_bytes(path).splitlines(), start=1):
+    for lineno, raw in enumerate(read_bytes(path).splitlines(), start=1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as err:

@@ -1,7 +1,8 @@
-"""What a run leaves behind: results.json, written atomically, with everything needed to re-run it."""
+"""What a run leaves behind: results.json (its config, scores, timings and environment), written atomically."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -12,7 +13,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("torch", "transformers", "datasets", "accelerate", "evaluate", "seqeval", "wandb", "scikit-learn")
+from finetune_lab.hardware import precision_name
+
+PACKAGES = ("torch", "transformers", "datasets", "accelerate", "seqeval", "wandb", "scikit-learn")
 # Names that end in a secret word (hub_token, HF_TOKEN, WANDB_API_KEY), not token_accuracy.
 SECRET_NAME = re.compile(r"(^|_)(token|api_?key|secret|password|passwd|credentials?)$", re.IGNORECASE)
 REDACTED = "<redacted>"
@@ -87,4 +90,60 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": versions,
         "git": git_state(),
+    }
+
+
+def run_config(args: Any, task: Any, model: Any, data_report: Any, truncation: dict) -> dict[str, Any]:
+    """Everything that defines the run: what results.json and W&B store as its config.
+
+    `task` is the task with its final label set, `model` what modeling.build_model built.
+    """
+    from finetune_lab.modeling import model_label
+
+    training = args.training
+    precision = precision_name(training.bf16, training.fp16)
+    return {
+        "task": args.run.task,
+        "run_name": training.run_name,
+        "output_dir": training.output_dir,
+        "model": model.description,  # names what was really trained (the from-scratch fallback too)
+        "model_from_scratch": model.from_scratch,
+        "precision": precision,
+        "seed": training.seed,
+        "processes": training.world_size,
+        "main_metric": training.metric_for_best_model,
+        "tags": [args.run.task, model_label(args.model.model_name_or_path), precision, f"seed{training.seed}"],
+        "experiment_file": args.run.experiment,
+        "notes": args.run.notes,
+        "labels": list(task.label_names),
+        "options": {
+            "run": dataclasses.asdict(args.run),
+            "model": dataclasses.asdict(args.model),
+            "data": dataclasses.asdict(args.data),
+            "task": dataclasses.asdict(args.task_options) if args.task_options is not None else {},
+            "training": training.to_dict(),
+        },
+        "data": {**data_report.to_dict(), "truncation": truncation},
+    }
+
+
+def run_results(
+    config: dict[str, Any],
+    trainer: Any,
+    dev: dict[str, float],
+    test: dict[str, float],
+    train: dict[str, Any],
+    history: list[dict],
+    code_state: dict[str, Any],
+) -> dict[str, Any]:
+    """The finished run's record: its config, final dev and test scores, histories and timings."""
+    return {
+        **config,
+        "dev": {k.removeprefix("eval_"): v for k, v in dev.items()},
+        "test": {k.removeprefix("test_"): v for k, v in test.items()},
+        "dev_history": [e for e in history if "eval_loss" in e],
+        "train_history": [e for e in history if "loss" in e],
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "train": train,
+        "environment": code_state,
     }

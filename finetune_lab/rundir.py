@@ -1,16 +1,14 @@
-"""Where a run lives (outputs/<task>/<run-name>/), what it may overwrite, and its resolved config."""
+"""Where a run lives (outputs/<task>/<run-name>/), what it may overwrite, its checkpoints and saved model."""
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from finetune_lab.errors import UsageError
-from finetune_lab.hardware import precision_name
-from finetune_lab.modeling import EMBEDDED_NAME, model_label
+from finetune_lab.modeling import model_label
 
 # Written into a checkpoint folder only after Trainer has saved all of it (model, optimizer,
 # scheduler, RNG, trainer state): a folder without it was cut short by a kill and is never resumed.
@@ -95,39 +93,3 @@ def save_model_atomically(trainer: Any, run_dir: Path) -> None:
     for item in staging.iterdir():
         item.replace(run_dir / item.name)
     staging.rmdir()
-
-
-def run_config(args: Any, report: Any, truncation: dict) -> dict[str, Any]:
-    """Everything that defines the run: what results.json and W&B store as its config."""
-    training = args.training
-    precision = precision_name(training.bf16, training.fp16)
-    # A task may have replaced the model (the from-scratch fallback): name what was really trained.
-    model = getattr(args.task, "model_description", None) or args.model.model_name_or_path or EMBEDDED_NAME
-    return {
-        "task": args.run.task,
-        "run_name": training.run_name,
-        "output_dir": training.output_dir,
-        "model": model,
-        "model_from_scratch": bool(getattr(args.task, "from_scratch", False)),
-        "precision": precision,
-        "seed": training.seed,
-        "processes": training.world_size,
-        "main_metric": training.metric_for_best_model,
-        "tags": [
-            args.run.task,
-            model_label(args.model.model_name_or_path),
-            precision,
-            f"seed{training.seed}",
-        ],
-        "experiment_file": args.run.experiment,
-        "notes": args.run.notes,
-        "labels": list(args.task.label_names),
-        "options": {
-            "run": dataclasses.asdict(args.run),
-            "model": dataclasses.asdict(args.model),
-            "data": dataclasses.asdict(args.data),
-            "task": dataclasses.asdict(args.task_options) if args.task_options is not None else {},
-            "training": training.to_dict(),
-        },
-        "data": {**report.to_dict(), "truncation": truncation},
-    }

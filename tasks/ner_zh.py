@@ -9,25 +9,10 @@ character vocabulary from the training sentences (flagged `model_from_scratch` i
 
 from __future__ import annotations
 
-from sklearn.model_selection import train_test_split
-
+from finetune_lab.embedded import SPLIT_SEED, fixed_split, package_file
+from finetune_lab.families import TokenClassificationTask
 from finetune_lab.modeling import ScratchModelOptions
 from finetune_lab.readers import DataReport, read_conll
-from finetune_lab.task import (
-    TokenClassificationTask,
-    align_labels_to_words,
-    entity_level_metrics,
-    package_file,
-)
-
-SPLIT_SEED = 42
-
-
-def fixed_split(rows: list[dict], seed: int = SPLIT_SEED) -> dict[str, list[dict]]:
-    """Seeded shuffle, then 80% train, 10% validation, 10% test (the same rows every run)."""
-    train, rest = train_test_split(rows, train_size=0.8, random_state=seed)
-    validation, test = train_test_split(rest, train_size=0.5, random_state=seed)
-    return {"train": train, "validation": validation, "test": test}
 
 
 class MsraNer(TokenClassificationTask):
@@ -50,12 +35,4 @@ class MsraNer(TokenClassificationTask):
         report.source = (
             f"embedded MSRA ({path}), BIO, one character per token; shuffled 80/10/10 split, seed {SPLIT_SEED}"
         )
-        return fixed_split(read_conll(path, self.label_names))
-
-    def preprocess(self, batch, tokenizer, data_args):
-        return align_labels_to_words(
-            batch, tokenizer, self.label2id, data_args.max_seq_length, data_args.label_all_tokens
-        )
-
-    def compute_metrics(self, eval_pred):
-        return entity_level_metrics(eval_pred, self.label_names)
+        return fixed_split(read_conll(path, self.label_names), stratify_by=None)

@@ -18,17 +18,11 @@ from pathlib import Path
 import ftfy
 from ftfy.badness import is_bad
 
+from finetune_lab.embedded import SPLIT_SEED, DistinctTexts, fixed_split, package_file
 from finetune_lab.errors import UsageError
-from finetune_lab.readers import DataReport, DistinctTexts, _open_bytes
-from finetune_lab.task import (
-    TextClassificationTask,
-    encode_texts,
-    package_file,
-    stratified_split,
-    text_classification_metrics,
-)
+from finetune_lab.families import TextClassificationTask
+from finetune_lab.readers import DataReport, read_bytes
 
-SPLIT_SEED = 42
 LABELS = ("negative", "neutral", "positive")
 FALLBACK_ENCODING = "mac_roman"
 
@@ -47,7 +41,7 @@ class OpinionOptions:
 def decode_lines(path: Path, report: DataReport) -> list[str]:
     """Lines decoded as UTF-8, or as Mac Roman where UTF-8 fails (counted): never a decode error."""
     lines = []
-    for raw in _open_bytes(path).splitlines():
+    for raw in read_bytes(path).splitlines():
         try:
             lines.append(raw.decode("utf-8"))
         except UnicodeDecodeError:
@@ -129,10 +123,4 @@ class TweetOpinion(TextClassificationTask):
             + (f", confidence >= {self.options.min_confidence}" if self.options.min_confidence > 0 else "")
             + f"; stratified 80/10/10 split, seed {SPLIT_SEED}"
         )
-        return stratified_split(read_opinion_csv(path, report, self.options.min_confidence), "label", SPLIT_SEED)
-
-    def preprocess(self, batch, tokenizer, data_args):
-        return encode_texts(batch, tokenizer, self.label2id, data_args.max_seq_length)
-
-    def compute_metrics(self, eval_pred):
-        return text_classification_metrics(eval_pred, self.label_names)
+        return fixed_split(read_opinion_csv(path, report, self.options.min_confidence), stratify_by="label")

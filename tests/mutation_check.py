@@ -117,10 +117,10 @@ MUTANTS = [
     ),
     (
         "no offline fallback for W&B",
-        "finetune_lab/tracking.py",
+        "finetune_lab/wandb_logging.py",
         "        run = wandb.init(mode=mode, **init)\n    except Exception as err:",
         "        run = wandb.init(mode=mode, **init)\n    except ZeroDivisionError as err:",
-        ["tests/finetune_lab/test_tracking.py::test_wandb_that_cannot_start_online_falls_back_to_offline"],
+        ["tests/finetune_lab/test_wandb_logging.py::test_wandb_that_cannot_start_online_falls_back_to_offline"],
     ),
     (
         "no redaction of secrets",

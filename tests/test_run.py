@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
 
+from finetune_lab.families import align_labels_to_words
 from finetune_lab.metrics import entity_metrics
-from finetune_lab.task import align_labels_to_words
 from run import main
 from tasks.ner import ConllNer
 from tasks.sentiment import MovieReviewSentiment

@@ -52,8 +52,8 @@ def test_bf16_false_forces_fp32():
     [
         (
             ["--task", "nerr"],
-            r"unknown task 'nerr' \(did you mean 'ner'\?\); available tasks: intent, ner, ner-zh, news-sentiment, "
-            r"opinion, sentiment, sentiment-zh, spam",
+            r"unknown task 'nerr' \(did you mean 'ner'\?\); available tasks: intent, ner, ner-zh, news-rating, "
+            r"news-sentiment, opinion, sentiment, sentiment-zh, spam",
         ),
         ([], "--task is required; available tasks"),
         (

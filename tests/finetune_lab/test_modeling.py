@@ -1,10 +1,11 @@
 from collections import Counter
 
 import pytest
+from datasets import Dataset
 
 from finetune_lab.arguments import ModelArguments
 from finetune_lab.errors import UsageError
-from finetune_lab.modeling import ScratchModelOptions, character_vocabulary, load_tokenizer_and_model
+from finetune_lab.modeling import ScratchModelOptions, build_model, character_vocabulary
 from tasks.ner_zh import MsraNer
 from tasks.sentiment import MovieReviewSentiment
 
@@ -19,10 +20,11 @@ def test_from_scratch_model_tokenizes_characters():
         from_scratch=True, scratch_hidden_size=32, scratch_layers=1, scratch_heads=2, scratch_min_char_count=1
     )
     task = MsraNer(options)
-    task.train_char_counts = Counter("北京欢迎你ab")
+    train = Dataset.from_list([{"tokens": list("北京欢迎你"), "tags": ["O"] * 5}, {"tokens": ["ab"], "tags": ["O"]}])
     model_args = ModelArguments(model_name_or_path="bert-base-chinese")
-    tokenizer, model = load_tokenizer_and_model(task, model_args)
-    assert task.from_scratch and task.model_description.startswith("from scratch: BERT 1 layers x 32")
+    built = build_model(task, model_args, train)
+    tokenizer, model = built.tokenizer, built.model
+    assert built.from_scratch and built.description.startswith("from scratch: BERT 1 layers x 32")
     assert tokenizer.tokenize("北京欢迎你") == ["北", "京", "欢", "迎", "你"]
     assert tokenizer.tokenize("上") == ["[UNK]"]  # never seen in training
     assert tokenizer.tokenize("ab") == ["a", "##b"]  # Latin spelled out character by character
@@ -32,6 +34,6 @@ def test_from_scratch_model_tokenizes_characters():
 def test_a_named_model_that_cannot_load_is_an_error_not_a_fallback():
     model_args = ModelArguments(model_name_or_path="hfl/rbt3")
     with pytest.raises(UsageError, match="cannot load --model_name_or_path hfl/rbt3"):
-        load_tokenizer_and_model(MsraNer(), model_args)
+        build_model(MsraNer(), model_args, Dataset.from_list([]))
     with pytest.raises(UsageError):  # tasks without the fallback never build a model from scratch
-        load_tokenizer_and_model(MovieReviewSentiment(), model_args)
+        build_model(MovieReviewSentiment(), model_args, Dataset.from_list([]))

@@ -38,7 +38,7 @@ TINY_SCRATCH = ["--scratch_hidden_size", "32", "--scratch_layers", "2", "--scrat
 
 def test_the_registry_lists_every_task():
     assert available_tasks() == sorted(
-        ["ner", "sentiment", "spam", "intent", "opinion", "news-sentiment", "ner-zh", "sentiment-zh"]
+        ["ner", "sentiment", "spam", "intent", "opinion", "news-sentiment", "news-rating", "ner-zh", "sentiment-zh"]
     )
 
 
@@ -76,7 +76,7 @@ def test_intent_fine_granularity_has_50_labels(tiny_model_dir):
 
 
 def test_news_sentiment_regression_end_to_end(tiny_model_dir):
-    saved = run_task("--task", "news-sentiment", "--as_regression", "--model_name_or_path", str(tiny_model_dir))
+    saved = run_task("--task", "news-rating", "--model_name_or_path", str(tiny_model_dir))
     assert saved["main_metric"] == "pearson"
     assert set(saved["test"]) >= {"mse", "mae", "pearson", "spearman"}
     assert saved["test"]["mse"] >= 0 and saved["test"]["mae"] >= 0

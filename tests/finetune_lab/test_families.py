@@ -3,8 +3,8 @@ from types import SimpleNamespace
 import pytest
 from transformers import AutoTokenizer
 
+from finetune_lab.families import align_labels_to_words, encode_texts
 from finetune_lab.modeling import embedded_model_path
-from finetune_lab.task import align_labels_to_words, encode_texts, stratified_split
 
 LABEL2ID = {"O": 0, "B-ORG": 1, "I-ORG": 2, "B-MISC": 3, "I-MISC": 4}
 SENTENCE = {"tokens": [["EU", "rejects", "Germanyish", "call"]], "tags": [["B-ORG", "O", "B-MISC", "O"]]}
@@ -45,16 +45,6 @@ def test_text_truncation_is_flagged(tokenizer):
     assert len(encoded["input_ids"][0]) == 5
 
 
-def test_stratified_split_is_fixed_and_keeps_proportions():
-    rows = [{"text": str(i), "label": "a" if i % 4 else "b"} for i in range(400)]
-    first, second = stratified_split(rows, "label", 42), stratified_split(rows, "label", 42)
-    assert first == second
-    assert [len(first[s]) for s in ("train", "validation", "test")] == [320, 40, 40]
-    assert sum(r["label"] == "b" for r in first["test"]) == 10  # 25% of 40
-    seen = [r["text"] for split in first.values() for r in split]
-    assert sorted(seen) == sorted(r["text"] for r in rows)  # nothing lost, nothing duplicated
-
-
 def test_load_prefers_files_over_hub_over_embedded(tmp_path):
     from tasks.sentiment import MovieReviewSentiment
 
@@ -66,7 +56,39 @@ def test_load_prefers_files_over_hub_over_embedded(tmp_path):
         dataset_name=None,
         text_column=None,
     )
-    splits, report = MovieReviewSentiment().load(args)
-    assert set(splits) == {"train", "validation"}
-    assert report.kept == {"train": 2, "validation": 2}
-    assert report.source.startswith("files: ")
+    data = MovieReviewSentiment().load(args)
+    assert set(data.splits) == {"train", "validation"}
+    assert data.report.kept == {"train": 2, "validation": 2}
+    assert data.report.source.startswith("files: ")
+    assert data.label_names == ("negative", "positive")
+
+
+def test_settling_the_labels_makes_a_new_task_and_leaves_the_declared_one():
+    from tasks.intent import IntentOptions, TrecIntent
+
+    declared = TrecIntent(IntentOptions(label_granularity="fine"))
+    settled = declared.with_labels(["NUM:date", "HUM:ind"])
+    assert settled.label2id == {"NUM:date": 0, "HUM:ind": 1} and settled.options is declared.options
+    assert declared.label_names == TrecIntent.label_names  # untouched
+
+
+def test_duplicate_label_names_are_rejected():
+    from finetune_lab.errors import UsageError
+    from tasks.sentiment import MovieReviewSentiment
+
+    with pytest.raises(UsageError, match="each label must be named once"):
+        MovieReviewSentiment(label_names=["negative", "positive", "negative"])
+
+
+def test_the_family_scores_a_binary_task_on_its_positive_class():
+    import numpy as np
+    from transformers import EvalPrediction
+
+    from tasks.sentiment import MovieReviewSentiment
+    from tasks.spam import SmsSpam
+
+    logits = np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0], [2.0, 0.0]])
+    labels = np.array([0, 1, 0, 1])
+    spam = SmsSpam().compute_metrics(EvalPrediction(predictions=logits, label_ids=labels))
+    assert spam["precision"] == 0.5 and spam["recall"] == 0.5 and "roc_auc" in spam
+    assert "roc_auc" not in MovieReviewSentiment().compute_metrics(EvalPrediction(logits, labels))

@@ -1,4 +1,4 @@
-"""From loaded rows to model inputs: sample limits, tokenization, truncation accounting."""
+"""From loaded rows to model inputs: sample limits, tokenization (cached on disk), truncation accounting."""
 
 from __future__ import annotations
 
@@ -21,15 +21,15 @@ CACHE_ENV = "FINETUNE_LAB_CACHE"
 SAMPLE_LIMITS = {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_test_samples"}
 
 
-def limit_samples(splits: DatasetDict, data_args: Any) -> list[str]:
-    """Keep the first N examples of each split the user limited; say so."""
-    notes = []
+def limit_samples(splits: DatasetDict, data_args: Any) -> tuple[DatasetDict, list[str]]:
+    """The first N examples of each split the user limited (a new DatasetDict), and a note for each."""
+    limited, notes = DatasetDict(splits), []
     for split, option in SAMPLE_LIMITS.items():
         limit = getattr(data_args, option)
         if limit is not None and split in splits and limit < len(splits[split]):
             notes.append(f"  {split}: using the first {limit} of {len(splits[split])} examples (--{option})")
-            splits[split] = splits[split].select(range(limit))
-    return notes
+            limited[split] = splits[split].select(range(limit))
+    return limited, notes
 
 
 def tokenized_cache_root(data_args: Any) -> Path | None:
@@ -65,7 +65,7 @@ def tokenized_cache_key(task: Any, splits: DatasetDict, tokenizer: PreTrainedTok
 
     Data: `datasets`' own content fingerprint of each split (deterministic for `from_list` rows and
     updated by `select`, so sample limits count). Tokenizer: its full serialized state (vocabulary,
-    normalizer, special tokens), not its name. Code: the task module and the shared preprocessing.
+    normalizer, special tokens), not its name. Code: the task module and its family's preprocessing.
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     parts = {
@@ -80,7 +80,7 @@ def tokenized_cache_key(task: Any, splits: DatasetDict, tokenizer: PreTrainedTok
         "text_column": getattr(data_args, "text_column", None),
         "code": [
             _file_digest(inspect.getsourcefile(type(task))),
-            _file_digest(str(Path(__file__).with_name("task.py"))),
+            _file_digest(str(Path(__file__).with_name("families.py"))),
         ],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]

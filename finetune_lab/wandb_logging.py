@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 from transformers import TrainerCallback
 
+from finetune_lab.hardware import peak_memory_mb
 from finetune_lab.metrics import per_class_rows
 
 DEFAULT_PROJECT = "finetune-lab"
@@ -152,17 +153,6 @@ def callbacks(run, config: dict[str, Any]) -> list[TrainerCallback]:
     if run is None:
         return []
     return [MainMetricLogger(run, config["main_metric"], _greater_is_better(config))]
-
-
-def peak_memory_mb() -> float:
-    """Peak memory of this process: GPU memory allocated by torch on CUDA, else the peak RSS."""
-    import torch
-
-    if torch.cuda.is_available():
-        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
 
 def data_summary(data: dict[str, Any]) -> dict[str, int]:

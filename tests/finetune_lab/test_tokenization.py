@@ -4,8 +4,8 @@ import pytest
 from datasets import Dataset, DatasetDict
 from transformers import AutoTokenizer
 
-from finetune_lab.data import tokenize_splits, tokenized_cache_root
 from finetune_lab.modeling import embedded_model_path
+from finetune_lab.tokenization import tokenize_splits, tokenized_cache_root
 from tasks.ner import ConllNer
 
 ROWS = [

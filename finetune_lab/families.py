@@ -1,17 +1,20 @@
-"""What a task is: the base classes that `tasks/*.py` declare themselves with.
+"""Task families: what every task of a kind shares, so that a task module is only a declaration.
 
-A task module sets `name`, `description`, `label_names`, `defaults`, says where its embedded data
-comes from (`load_embedded`), and defines `preprocess` and `compute_metrics`. Everything about
-the *kind* of task (token vs. sequence classification: model head, collator, how Hub rows and
-local files look) lives here, so adding a task means adding one file and one registry line.
+A family owns the model head, the collator, how Hub rows and local files look, preprocessing and
+`compute_metrics`. A task module (tasks/*.py) subclasses one family and declares `name`,
+`description`, `label_names`, `defaults` and, where it has embedded data, `load_embedded`:
+
+- `TokenClassificationTask`: one label per word (NER), columns `tokens` / `tags`, entity-level F1;
+- `TextClassificationTask`: one label per text, columns `text` / `label`, accuracy and macro F1
+  (`binary = True`: precision/recall/F1 and ROC-AUC of `label_names[1]`);
+- `TextRegressionTask`: one number per text, MSE loss, scored with MSE, MAE, Pearson, Spearman.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import importlib.util
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,6 +41,8 @@ from finetune_lab.readers import (
 )
 
 SPLITS = ("train", "validation", "test")
+# Many Hub sets ship train/test only: this share of train is held out as validation, fixed seed.
+HUB_VALIDATION_SHARE, HUB_VALIDATION_SEED = 0.1, 42
 
 
 @dataclasses.dataclass
@@ -45,28 +50,13 @@ class NoOptions:
     """Tasks with options of their own declare a dataclass like this; the runner parses it."""
 
 
-def package_file(package: str, relative: str) -> Path:
-    """A file shipped inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise UsageError(f"the data package '{package}' is not installed; run `make setup`")
-    path = Path(next(iter(spec.submodule_search_locations))) / relative
-    if not path.exists():
-        raise UsageError(f"{path} is missing from the installed package '{package}'; reinstall it (`make setup`)")
-    return path
+@dataclasses.dataclass(frozen=True)
+class LoadedData:
+    """What loading gives the runner: the final rows of each split, what happened, the label set."""
 
-
-def stratified_split(rows: list[dict], key: str, seed: int, fractions=(0.8, 0.1, 0.1)) -> dict[str, list[dict]]:
-    """Fixed-seed stratified train/validation/test split (same rows every run with the same seed)."""
-    from sklearn.model_selection import train_test_split
-
-    labels = [row[key] for row in rows]
-    train, rest = train_test_split(rows, train_size=fractions[0], random_state=seed, stratify=labels)
-    rest_labels = [row[key] for row in rest]
-    validation, test = train_test_split(
-        rest, train_size=fractions[1] / (fractions[1] + fractions[2]), random_state=seed, stratify=rest_labels
-    )
-    return {"train": train, "validation": validation, "test": test}
+    splits: DatasetDict
+    report: DataReport
+    label_names: tuple[str, ...]
 
 
 class Task:
@@ -89,38 +79,40 @@ class Task:
         self.options = options if options is not None else self.Options()
         self.user_labels = bool(label_names)
         if label_names:
+            if len(set(label_names)) != len(label_names):
+                raise UsageError(f"--labels {' '.join(label_names)}: each label must be named once")
             self.label_names = tuple(label_names)
-        # Character counts of the training data, for a from-scratch vocabulary. Counts, not rows:
-        # datasets hashes the task (via preprocess) on every map, and 55k rows made that take seconds.
-        self.train_char_counts: Counter = Counter()
-        # Set by modeling.load_tokenizer_and_model when the model is not the one asked for.
-        self.model_description: str | None = None
-        self.from_scratch = False
-
-    @classmethod
-    def defaults_for(cls, options: Any) -> dict[str, Any]:
-        """Option defaults given the task's own options (e.g. a regression main metric); see arguments.py."""
-        return dict(cls.defaults)
 
     @property
     def label2id(self) -> dict[str, int]:
         return {name: i for i, name in enumerate(self.label_names)}
 
+    def with_labels(self, label_names: Sequence[str]) -> Task:
+        """A copy of this task with the label set loading settled on (this one is left as it is)."""
+        task = copy.copy(self)
+        task.label_names = tuple(label_names)
+        return task
+
     def model_config_overrides(self) -> dict[str, Any]:
         """Extra model config values (e.g. problem_type) for AutoConfig.from_pretrained."""
         return {}
 
-    def example_text(self, row: dict) -> str:
-        """The text of one example as a single string (for the from-scratch character vocabulary)."""
+    def example_texts(self, dataset: Dataset) -> Iterable[str]:
+        """Each example as one string (for the from-scratch character vocabulary)."""
         raise NotImplementedError
 
     # --- data -------------------------------------------------------------------------------
     def load_embedded(self, report: DataReport) -> dict[str, list[dict]]:
         raise UsageError(f"task '{self.name}' has no embedded data; pass --dataset_name or --train_file")
 
-    def load(self, data_args: Any) -> tuple[DatasetDict, DataReport]:
+    def embedded_label_names(self, splits: dict[str, list[dict]]) -> tuple[str, ...]:
+        """The label set of the embedded data (a task whose labels come from its data overrides this)."""
+        return self.label_names
+
+    def load(self, data_args: Any) -> LoadedData:
         """Rows for each split from local files, the Hub, or the embedded default, in that order."""
         report = DataReport()
+        label_names = self.label_names
         files = {split: getattr(data_args, f"{split}_file") for split in SPLITS}
         if any(files.values()):
             if not files["train"] or not files["validation"]:
@@ -131,19 +123,17 @@ class Task:
             report.source = f"hub: {data_args.dataset_name}" + (
                 f" ({data_args.dataset_config_name})" if data_args.dataset_config_name else ""
             )
-            splits = self.load_hub(data_args, report)
+            splits, label_names = self.load_hub(data_args, report)
         else:
             splits = self.load_embedded(report)
+            label_names = self.embedded_label_names(splits)
         for split, rows in splits.items():
             report.kept[split] = len(rows)
             report.checksums[split] = rows_checksum(rows)
-        if self.scratch_fallback:
-            self.train_char_counts = Counter(
-                ch for row in splits.get("train", []) for ch in self.example_text(row) if not ch.isspace()
-            )
-        return DatasetDict({split: Dataset.from_list(rows) for split, rows in splits.items()}), report
+        dataset = DatasetDict({split: Dataset.from_list(rows) for split, rows in splits.items()})
+        return LoadedData(dataset, report, tuple(label_names))
 
-    def load_hub(self, data_args: Any, report: DataReport) -> dict[str, list[dict]]:
+    def load_hub(self, data_args: Any, report: DataReport) -> tuple[dict[str, list[dict]], tuple[str, ...]]:
         from datasets import load_dataset
 
         try:
@@ -152,19 +142,28 @@ class Task:
             raise UsageError(
                 f"cannot load --dataset_name {data_args.dataset_name}: {type(err).__name__}: {err}"
             ) from None
-        splits = {}
-        for split in SPLITS:
-            if split in hub:
-                splits[split] = self.rows_from_hub(hub[split], split, data_args, report)
-        if "validation" not in splits and "train" in splits:
-            # Many Hub sets ship train/test only: hold out 10% of train, fixed seed.
-            held = Dataset.from_list(splits["train"]).train_test_split(test_size=0.1, seed=42)
-            splits["train"], splits["validation"] = held["train"].to_list(), held["test"].to_list()
-        if "train" not in splits:
+        if "train" not in hub:
             raise UsageError(f"--dataset_name {data_args.dataset_name} has no 'train' split")
-        return splits
+        label_names = self.hub_label_names(hub["train"])
+        splits = {
+            split: self.rows_from_hub(hub[split], split, data_args, report, label_names)
+            for split in SPLITS
+            if split in hub
+        }
+        if "validation" not in splits:
+            held = Dataset.from_list(splits["train"]).train_test_split(
+                test_size=HUB_VALIDATION_SHARE, seed=HUB_VALIDATION_SEED
+            )
+            splits["train"], splits["validation"] = held["train"].to_list(), held["test"].to_list()
+        return splits, label_names
 
-    def rows_from_hub(self, split: Dataset, name: str, data_args: Any, report: DataReport) -> list[dict]:
+    def hub_label_names(self, train: Dataset) -> tuple[str, ...]:
+        """The label set for a Hub data set (a family may take it from the set's ClassLabel column)."""
+        return self.label_names
+
+    def rows_from_hub(
+        self, split: Dataset, name: str, data_args: Any, report: DataReport, label_names: Sequence[str]
+    ) -> list[dict]:
         raise NotImplementedError
 
     def read_file(self, path: Path, data_args: Any) -> list[dict]:
@@ -182,20 +181,24 @@ class Task:
 
 
 class TokenClassificationTask(Task):
-    """One label per word (NER): columns `tokens` and `tags`."""
+    """One label per word (NER): columns `tokens` and `tags`, scored per entity with seqeval."""
 
     model_class = AutoModelForTokenClassification
     example_columns = ("tokens", "tags")
 
+    def example_texts(self, dataset: Dataset) -> Iterable[str]:
+        return ("".join(tokens) for tokens in dataset["tokens"])
+
     def read_file(self, path: Path, data_args: Any) -> list[dict]:
         return read_token_file(path, self.label_names)
 
-    def rows_from_hub(self, split: Dataset, name: str, data_args: Any, report: DataReport) -> list[dict]:
+    def rows_from_hub(
+        self, split: Dataset, name: str, data_args: Any, report: DataReport, label_names: Sequence[str]
+    ) -> list[dict]:
         tag_column = "ner_tags" if "ner_tags" in split.column_names else "tags"
         if "tokens" not in split.column_names or tag_column not in split.column_names:
             raise UsageError(f"--dataset_name {data_args.dataset_name}: expected columns 'tokens' and 'ner_tags'")
-        feature = split.features[tag_column].feature
-        hub_names = getattr(feature, "names", None)
+        hub_names = getattr(split.features[tag_column].feature, "names", None)
         rows = []
         for index, row in enumerate(split):
             where = f"{data_args.dataset_name}[{name}][{index}]"
@@ -203,14 +206,19 @@ class TokenClassificationTask(Task):
             if not row["tokens"]:
                 report.drop(name, "empty sentences")
                 continue
-            rows.append({"tokens": row["tokens"], "tags": [resolve_label(t, self.label_names, where) for t in tags]})
+            rows.append({"tokens": row["tokens"], "tags": [resolve_label(t, label_names, where) for t in tags]})
         return rows
 
     def data_collator(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None):
         return DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
-    def example_text(self, row: dict) -> str:
-        return "".join(row["tokens"])
+    def preprocess(self, batch: dict, tokenizer: PreTrainedTokenizerBase, data_args: Any) -> dict:
+        return align_labels_to_words(
+            batch, tokenizer, self.label2id, data_args.max_seq_length, data_args.label_all_tokens
+        )
+
+    def compute_metrics(self, eval_pred: EvalPrediction) -> dict[str, float]:
+        return entity_level_metrics(eval_pred, self.label_names)
 
 
 class TextClassificationTask(Task):
@@ -218,26 +226,35 @@ class TextClassificationTask(Task):
 
     model_class = AutoModelForSequenceClassification
     example_columns = ("text", "label")
-    # Hub label columns to look for, first match wins (clinc_oos calls it 'intent').
+    # Hub columns to look for, first match wins (clinc_oos calls its label 'intent', sms_spam its text 'sms').
+    hub_text_columns: ClassVar[tuple[str, ...]] = ("text", "sentence", "content")
     hub_label_columns: tuple[str, ...] = ("label",)
     # Take the label set from a Hub ClassLabel column (banking77's 77 intents) unless --labels is given.
     adopt_hub_label_names: ClassVar[bool] = False
-    # Regression: one float output, MSE loss, numeric labels (set by a task option).
-    regression: bool = False
+    # Two classes, label_names[1] the positive one: score its precision/recall/F1 and ROC-AUC.
+    binary: ClassVar[bool] = False
+    regression: ClassVar[bool] = False  # see TextRegressionTask
 
-    def model_config_overrides(self) -> dict[str, Any]:
-        return {"problem_type": "regression"} if self.regression else {}
-
-    def example_text(self, row: dict) -> str:
-        return row["text"]
+    def example_texts(self, dataset: Dataset) -> Iterable[str]:
+        return dataset["text"]
 
     def read_file(self, path: Path, data_args: Any) -> list[dict]:
         return read_text_file(path, self.label_names, data_args.text_column or "text", regression=self.regression)
 
-    def rows_from_hub(self, split: Dataset, name: str, data_args: Any, report: DataReport) -> list[dict]:
-        text_column = data_args.text_column or next(
-            (c for c in ("text", "sentence", "content") if c in split.column_names), None
-        )
+    def label_value(self, value: Any, hub_names: Sequence[str] | None, label_names: Sequence[str], where: str) -> Any:
+        return resolve_label(hub_names[value] if hub_names else value, label_names, where)
+
+    def hub_label_names(self, train: Dataset) -> tuple[str, ...]:
+        column = next((c for c in self.hub_label_columns if c in train.column_names), None)
+        hub_names = getattr(train.features[column], "names", None) if column else None
+        if self.adopt_hub_label_names and hub_names and not self.user_labels:
+            return tuple(hub_names)
+        return self.label_names
+
+    def rows_from_hub(
+        self, split: Dataset, name: str, data_args: Any, report: DataReport, label_names: Sequence[str]
+    ) -> list[dict]:
+        text_column = data_args.text_column or next((c for c in self.hub_text_columns if c in split.column_names), None)
         label_column = next((c for c in self.hub_label_columns if c in split.column_names), None)
         if text_column not in split.column_names or label_column is None:
             raise UsageError(
@@ -245,8 +262,6 @@ class TextClassificationTask(Task):
                 f"{list(self.hub_label_columns)}, got {split.column_names}; name the text column with --text_column"
             )
         hub_names = getattr(split.features[label_column], "names", None)
-        if self.adopt_hub_label_names and hub_names and not self.user_labels and not self.regression:
-            self.label_names = tuple(hub_names)
         rows = []
         for index, row in enumerate(split):
             value = row[label_column]
@@ -257,20 +272,49 @@ class TextClassificationTask(Task):
                 report.drop(name, "empty texts")
                 continue
             where = f"{data_args.dataset_name}[{name}][{index}]"
-            if self.regression:
-                label = parse_score(value, where)
-            else:
-                label = resolve_label(hub_names[value] if hub_names else value, self.label_names, where)
-            rows.append({"text": row[text_column], "label": label})
+            rows.append({"text": row[text_column], "label": self.label_value(value, hub_names, label_names, where)})
         return rows
 
     def data_collator(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None):
         return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
+    def preprocess(self, batch: dict, tokenizer: PreTrainedTokenizerBase, data_args: Any) -> dict:
+        return encode_texts(batch, tokenizer, self.label2id, data_args.max_seq_length)
 
-# --- shared preprocessing and metric adapters, called from task modules ----------------------
+    def compute_metrics(self, eval_pred: EvalPrediction) -> dict[str, float]:
+        if self.binary:
+            return binary_classification_metrics(eval_pred, self.label_names)
+        return text_classification_metrics(eval_pred, self.label_names)
 
 
+class TextRegressionTask(TextClassificationTask):
+    """One number per text: a single-output head with MSE loss; the `label` column holds the number."""
+
+    label_names = ("score",)  # one output
+    regression = True
+
+    def __init__(self, options: Any = None, label_names: Sequence[str] | None = None) -> None:
+        if label_names:
+            raise UsageError(f"task '{self.name}' predicts a number: --labels does not apply")
+        super().__init__(options)
+
+    def model_config_overrides(self) -> dict[str, Any]:
+        return {"problem_type": "regression"}
+
+    def hub_label_names(self, train: Dataset) -> tuple[str, ...]:
+        return self.label_names
+
+    def label_value(self, value: Any, hub_names: Sequence[str] | None, label_names: Sequence[str], where: str) -> Any:
+        return parse_score(value, where)
+
+    def preprocess(self, batch: dict, tokenizer: PreTrainedTokenizerBase, data_args: Any) -> dict:
+        return encode_texts(batch, tokenizer, None, data_args.max_seq_length)
+
+    def compute_metrics(self, eval_pred: EvalPrediction) -> dict[str, float]:
+        return regression_eval_metrics(eval_pred)
+
+
+# --- preprocessing and metric adapters ---------------------------------------------------------
 def align_labels_to_words(
     batch: dict,
     tokenizer: PreTrainedTokenizerBase,
