@@ -22,6 +22,19 @@ from sklearn.metrics import (
 
 PER_CLASS = "per_class/"
 STATS = ("precision", "recall", "f1", "support")
+# Metrics where a smaller value means a better model: losses, regression errors, perplexity.
+LOWER_IS_BETTER_SUFFIXES = ("loss", "mse", "mae", "rmse", "perplexity")
+
+
+def greater_is_better(metric: str, explicit: bool | None = None) -> bool:
+    """Whether a higher `metric` means a better model: the one rule for leaderboards and trackers.
+
+    `explicit` (TrainingArguments.greater_is_better, as a run stores it) wins when set; otherwise
+    every metric is higher-is-better except loss-like ones (`eval_loss`, `mse`, `test_mae`, ...).
+    """
+    if explicit is not None:
+        return bool(explicit)
+    return not metric.endswith(LOWER_IS_BETTER_SUFFIXES)
 
 
 def entity_metrics(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict[str, float]:
