@@ -7,6 +7,7 @@ import io
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -78,6 +79,17 @@ def runs_dir(tmp_path) -> Path:
     return root
 
 
+def set_option(results: Path, dotted: str, value: Any) -> None:
+    """Change one value of a results.json, e.g. set_option(path, "options.data.max_seq_length", 256)."""
+    data = json.loads(results.read_text())
+    *sections, key = dotted.split(".")
+    target = data
+    for section in sections:
+        target = target.setdefault(section, {})
+    target[key] = value
+    results.write_text(json.dumps(data))
+
+
 def groups_for(root: Path, sort: str = "dev", by_seed: bool = True) -> pd.DataFrame:
     """The ranked seed groups of every task (one row per leaderboard line)."""
     runs, problems = load_runs(root)
@@ -125,6 +137,61 @@ def test_per_run_rows_do_not_group(runs_dir):
     ner = board(groups_for(runs_dir, by_seed=False), "ner")
     assert first_names(ner) == ["c-s1", "a-s2", "b-s1", "a-s3", "a-s1"]
     assert all(row.n == 1 for row in ner)
+
+
+def test_a_loss_like_main_metric_ranks_lowest_first(tmp_path):
+    root = tmp_path / "outputs"
+    for name, dev in (("high", 0.9), ("low", 0.2)):
+        path = write_run(root, "ner", name, 1, dev=dev, test=None, lr=dev)  # lr: two experiments
+        set_option(path, "main_metric", "mse")
+        set_option(path, "dev", {"mse": dev})
+    assert first_names(board(groups_for(root), "ner")) == ["low", "high"]
+    for name in ("high", "low"):  # the run's own greater_is_better wins over the metric's name
+        set_option(root / "ner" / name / "results.json", "options.training.greater_is_better", True)
+    assert first_names(board(groups_for(root), "ner")) == ["high", "low"]
+
+
+@pytest.mark.parametrize(
+    "option, first, second",
+    [
+        ("options.data.tokenized_cache_dir", "/cache/tokenized", "/scratch/other-cache"),
+        ("options.training.output_dir", "outputs/ner/a", "/elsewhere/ner/a"),
+        ("output_dir", "outputs/ner/a", "/elsewhere/ner/a"),
+        ("options.training.logging_dir", "outputs/ner/a/logs", "/tmp/tensorboard"),
+        ("options.model.cache_dir", None, "/hub-cache"),
+        ("options.data.preprocessing_num_workers", None, 4),
+        ("options.training.per_device_eval_batch_size", 32, 256),
+        ("experiment_file", "experiments/ner.yaml", "/copies/ner.yaml"),
+        ("options.training.num_train_epochs", 2, 2.0),  # W&B reads 2.0 back as 2
+        ("options.task", {}, None),  # W&B drops an empty section
+    ],
+)
+def test_folders_caches_and_spellings_do_not_split_a_seed_group(tmp_path, option, first, second):
+    root = tmp_path / "outputs"
+    for seed, value in ((1, first), (2, second)):
+        set_option(write_run(root, "ner", f"a-s{seed}", seed, dev=0.8, test=0.7), option, value)
+    (group,) = board(groups_for(root), "ner")
+    assert group.n == 2 and group.seeds == "1 2"
+
+
+@pytest.mark.parametrize(
+    "option, first, second",
+    [
+        ("options.training.learning_rate", 1e-4, 3e-5),
+        ("options.data.max_seq_length", 128, 256),
+        ("options.model.model_name_or_path", "bert-tiny", "bert-small"),
+        ("model", "bert-tiny", "bert-small"),
+        ("options.task.label_granularity", "coarse", "fine"),
+        ("options.training.gradient_accumulation_steps", 1, 4),
+        ("options.data.max_train_samples", None, 1000),
+        ("processes", 1, 2),
+    ],
+)
+def test_experiment_options_split_a_seed_group(tmp_path, option, first, second):
+    root = tmp_path / "outputs"
+    for seed, value in ((1, first), (2, second)):
+        set_option(write_run(root, "ner", f"a-s{seed}", seed, dev=0.8, test=0.7), option, value)
+    assert [row.n for row in board(groups_for(root), "ner")] == [1, 1]
 
 
 def test_markdown_output(runs_dir, capsys):
