@@ -1,120 +1,124 @@
 """Leaderboards and plots from finished runs: `python -m finetune_lab.compare [RUNS_DIR]`.
 
-Reads every `results.json` under RUNS_DIR (and, with --wandb_dir, offline W&B runs), groups runs
-that differ only by seed (mean ± sample std over seeds, and n), and prints one leaderboard per
-task as a terminal table, Markdown or CSV. Unless --no_plots, it also writes the leaderboards and
-PNG plots into RUNS_DIR/compare/ (see finetune_lab/plots.py). Works offline, with no W&B account.
+Reads every `results.json` under RUNS_DIR (and, with --wandb_dir, offline W&B runs) into a pandas
+DataFrame of runs (one row per run, RUN_COLUMNS), groups the runs that differ only by seed into a
+DataFrame of seed groups (one row per leaderboard line: mean ± sample std over seeds, and n), and
+prints one leaderboard per task as a terminal table, Markdown or CSV. Unless --no_plots, it also
+writes the leaderboards and PNG plots into RUNS_DIR/compare/ (see finetune_lab/plots.py). Works
+offline, with no W&B account.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import math
-import statistics
+import shutil
+import subprocess
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from finetune_lab import tables
 from finetune_lab.errors import ArgumentParser, UsageError, run_cli
+from finetune_lab.metrics import greater_is_better
 
-# Options that name, place or seed a run but do not change what it learns: runs that differ only
-# in these belong to one seed group. Everything else in `options` (and the model, precision and
-# process count) must be equal.
-NOT_HYPERPARAMETERS = {
-    "training": {
-        "seed",
-        "data_seed",
-        "run_name",
-        "output_dir",
-        "logging_dir",
-        "report_to",
-        "disable_tqdm",
-        "logging_steps",
-        "logging_first_step",
-        "save_total_limit",
-        "overwrite_output_dir",
-        "push_to_hub",
-        "hub_model_id",
-        "hub_token",
-        "process_index",
-        "local_rank",
-    },
-    "run": {"experiment", "notes", "overwrite_output_dir", "resume", "wandb_log_model"},
-    "data": {"preprocessing_num_workers"},
-}
-# The hyperparameters a leaderboard shows (from options.training / options.data), short names.
-SHOWN = (
-    ("lr", "training", "learning_rate"),
-    ("batch", "training", "per_device_train_batch_size"),
-    ("epochs", "training", "num_train_epochs"),
-    ("max_len", "data", "max_seq_length"),
+# The options that define an experiment, as dotted paths into results.json (W&B stores the same
+# mapping as its run config). Runs of one task that agree on all of them are seeds of one
+# experiment and share a leaderboard row. A list of what counts, not of what to ignore: a folder,
+# cache or logging option, or an option added to the project later, never splits a seed group.
+# Left out on purpose: seeds, run names, folders, caches, notes, logging, and what changes speed
+# rather than what is learned (eval batch size, loader workers, attention kernel, padding multiple).
+EXPERIMENT_OPTIONS = (
+    # What was trained and how it is scored. `model` names what was really trained (the
+    # from-scratch fallback included); with `processes` the global batch size is known.
+    "task",
+    "model",
+    "precision",
+    "processes",
+    "main_metric",
+    # A task's own options all change its data or model (label set, regression, from-scratch size).
+    "options.task",
+    # Which weights.
+    "options.model.model_name_or_path",
+    "options.model.revision",
+    # Which examples, cut and labelled how. Dev and test subsets count too: means over different
+    # dev or test examples are not comparable.
+    "options.data.dataset_name",
+    "options.data.dataset_config_name",
+    "options.data.train_file",
+    "options.data.validation_file",
+    "options.data.test_file",
+    "options.data.text_column",
+    "options.data.labels",
+    "options.data.max_seq_length",
+    "options.data.label_all_tokens",
+    "options.data.max_train_samples",
+    "options.data.max_eval_samples",
+    "options.data.max_test_samples",
+    # How long training goes on.
+    "options.run.early_stopping_patience",
+    # The optimisation itself.
+    "options.training.do_train",
+    "options.training.learning_rate",
+    "options.training.lr_scheduler_type",
+    "options.training.lr_scheduler_kwargs",
+    "options.training.warmup_steps",
+    "options.training.num_train_epochs",
+    "options.training.max_steps",
+    "options.training.per_device_train_batch_size",
+    "options.training.gradient_accumulation_steps",
+    "options.training.optim",
+    "options.training.optim_args",
+    "options.training.weight_decay",
+    "options.training.adam_beta1",
+    "options.training.adam_beta2",
+    "options.training.adam_epsilon",
+    "options.training.max_grad_norm",
+    "options.training.label_smoothing_factor",
+    "options.training.neftune_noise_alpha",
+    "options.training.train_sampling_strategy",
+    "options.training.bf16",
+    "options.training.fp16",
+    # Which checkpoint is the result: the best by the main metric, judged at each evaluation.
+    "options.training.load_best_model_at_end",
+    "options.training.metric_for_best_model",
+    "options.training.greater_is_better",
+    "options.training.eval_strategy",
+    "options.training.eval_steps",
 )
-SORT_KEYS = ("dev", "test", "time", "speed", "name")
+# The hyperparameters a leaderboard shows: short column name -> dotted path in results.json.
+SHOWN = {
+    "lr": "options.training.learning_rate",
+    "batch": "options.training.per_device_train_batch_size",
+    "epochs": "options.training.num_train_epochs",
+    "max_len": "options.data.max_seq_length",
+}
+# Per-run numbers that a seed group reports as mean and sample std.
+MEASURED = ("dev", "test", "train_seconds", "samples_per_second")
+RUN_INFO = ("path", "source", "task", "name", "model", "seed", "main_metric", "greater_is_better", "tags")
+RUN_COLUMNS = (*RUN_INFO, *MEASURED, *SHOWN, "dev_history", "train_history", "experiment")
+SORT_COLUMNS = {
+    "dev": "dev_mean",
+    "test": "test_mean",
+    "time": "train_seconds_mean",
+    "speed": "samples_per_second_mean",
+    "name": "runs",
+}
+SORT_KEYS = tuple(SORT_COLUMNS)
 FORMATS = ("table", "markdown", "csv")
-LOWER_IS_BETTER = {"loss"}
+CSV_NUMBERS = ("dev_mean", "dev_std", "test_mean", "test_std", "train_seconds_mean", "samples_per_second_mean")
+CSV_COLUMNS = ["task", "rank", "runs", "model", *SHOWN, "seeds", "n", "main_metric", *CSV_NUMBERS]
 
 
-@dataclass
-class Run:
-    """One finished run, as much of results.json as the leaderboard and plots need."""
-
-    path: str
-    task: str
-    name: str
-    model: str
-    seed: Any
-    main_metric: str
-    tags: list[str]
-    dev: float | None
-    test: float | None
-    train_seconds: float | None
-    samples_per_second: float | None
-    hyper: dict[str, Any]
-    group_key: str
-    greater_is_better: bool = True
-    dev_history: list[dict] = field(default_factory=list)
-    train_history: list[dict] = field(default_factory=list)
-    source: str = "results.json"
-
-
-@dataclass
-class Group:
-    """Runs of one task that differ only by seed."""
-
-    runs: list[Run]
-
-    @property
-    def first(self) -> Run:
-        return self.runs[0]
-
-    @property
-    def n(self) -> int:
-        return len(self.runs)
-
-    def values(self, attr: str) -> list[float]:
-        return [v for v in (getattr(r, attr) for r in self.runs) if isinstance(v, int | float) and not math.isnan(v)]
-
-    def mean(self, attr: str) -> float | None:
-        values = self.values(attr)
-        return statistics.fmean(values) if values else None
-
-    def std(self, attr: str) -> float | None:
-        """Sample standard deviation (n - 1): the spread a new seed would show. None for n < 2."""
-        values = self.values(attr)
-        return statistics.stdev(values) if len(values) >= 2 else None
-
-    @property
-    def label(self) -> str:
-        return ", ".join(r.name for r in self.runs)
-
-    @property
-    def seeds(self) -> str:
-        return " ".join(str(r.seed) for r in sorted(self.runs, key=lambda r: str(r.seed)))
+def _option(data: Any, *keys: str) -> Any:
+    """data[key1][key2]...; None where a level is missing or not a mapping."""
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
 
 
 def _number(value: Any) -> float | None:
@@ -122,96 +126,84 @@ def _number(value: Any) -> float | None:
 
 
 def _canonical(value: Any) -> Any:
-    """One spelling per value: a W&B config drops empty dicts and reads 2.0 back as 2; results.json does not."""
+    """One spelling per value: W&B drops empty dicts and reads 2.0 back as 2, results.json does not.
+
+    So missing, None and {} all read as None, and whole floats as ints.
+    """
     if isinstance(value, dict):
-        pruned = {k: _canonical(v) for k, v in value.items()}
-        return {k: v for k, v in pruned.items() if v != {}}
+        pruned = {key: _canonical(item) for key, item in value.items()}
+        return {key: item for key, item in pruned.items() if item is not None} or None
     if isinstance(value, list):
-        return [_canonical(v) for v in value]
+        return [_canonical(item) for item in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
-def _group_key(data: dict[str, Any]) -> str:
-    """What must be equal for two runs to be seeds of one experiment, as canonical JSON."""
-    options = data.get("options") or {}
-    kept = {
-        section: {k: v for k, v in (values or {}).items() if k not in NOT_HYPERPARAMETERS.get(section, set())}
-        for section, values in options.items()
-        if isinstance(values, dict)
-    }
-    identity = {
-        "task": data.get("task"),
-        "model": data.get("model"),
-        "precision": data.get("precision"),
-        "processes": data.get("processes"),
-        "options": kept,
-    }
-    return json.dumps(_canonical(identity), sort_keys=True, default=str)
+def experiment_key(data: dict[str, Any]) -> str:
+    """A run's EXPERIMENT_OPTIONS as canonical JSON: one hashable group key, alike from results.json and W&B."""
+    options = {path: _canonical(_option(data, *path.split("."))) for path in EXPERIMENT_OPTIONS}
+    return json.dumps(options, sort_keys=True, default=str)
 
 
-def run_from_results(data: dict[str, Any], path: str, source: str = "results.json") -> Run:
-    """A Run from a results.json mapping; ValueError when a required key is missing."""
+def run_from_results(data: dict[str, Any], path: str, source: str = "results.json") -> dict[str, Any]:
+    """One run's row (RUN_COLUMNS) from a results.json mapping; ValueError when a required key is missing."""
     missing = [key for key in ("task", "main_metric") if not data.get(key)]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
     metric = data["main_metric"]
-    options = data.get("options") or {}
-    training = options.get("training") or {}
-    hyper = {short: (options.get(section) or {}).get(key) for short, section, key in SHOWN}
-    train = data.get("train") or {}
-    greater = training.get("greater_is_better")
-    return Run(
-        path=path,
-        task=str(data["task"]),
-        name=str(data.get("run_name") or Path(path).parent.name),
-        model=Path(str(data.get("model") or "?").replace(" (embedded)", "")).name,
-        seed=data.get("seed"),
-        main_metric=metric,
-        tags=[str(t) for t in data.get("tags") or []],
-        dev=_number((data.get("dev") or {}).get(metric)),
-        test=_number((data.get("test") or {}).get(metric)),
-        train_seconds=_number(train.get("seconds")),
-        samples_per_second=_number(train.get("samples_per_second")),
-        hyper=hyper,
-        group_key=_group_key(data),
-        greater_is_better=bool(greater) if greater is not None else metric not in LOWER_IS_BETTER,
-        dev_history=list(data.get("dev_history") or []),
-        train_history=list(data.get("train_history") or []),
-        source=source,
-    )
+    return {
+        "path": path,
+        "source": source,
+        "task": str(data["task"]),
+        "name": str(data.get("run_name") or Path(path).parent.name),
+        "model": Path(str(data.get("model") or "?").replace(" (embedded)", "")).name,
+        "seed": data.get("seed"),
+        "main_metric": metric,
+        "greater_is_better": greater_is_better(metric, _option(data, "options", "training", "greater_is_better")),
+        "tags": [str(tag) for tag in data.get("tags") or []],
+        "dev": _number(_option(data, "dev", metric)),
+        "test": _number(_option(data, "test", metric)),
+        "train_seconds": _number(_option(data, "train", "seconds")),
+        "samples_per_second": _number(_option(data, "train", "samples_per_second")),
+        **{short: _option(data, *path.split(".")) for short, path in SHOWN.items()},
+        "dev_history": list(data.get("dev_history") or []),
+        "train_history": list(data.get("train_history") or []),
+        "experiment": experiment_key(data),
+    }
 
 
-def load_runs(root: Path) -> tuple[list[Run], list[str]]:
+def _runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run. Object columns keep option values as written (batch 32 stays 32, not 32.0)."""
+    return pd.DataFrame(rows, columns=list(RUN_COLUMNS), dtype=object).astype(dict.fromkeys(MEASURED, float))
+
+
+def load_runs(root: Path) -> tuple[pd.DataFrame, list[str]]:
     """Every results.json under root, and one line per file that could not be used (not dropped silently)."""
-    runs, problems = [], []
+    rows, problems = [], []
     for path in sorted(root.rglob("results.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict):
                 raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-            runs.append(run_from_results(data, str(path)))
+            rows.append(run_from_results(data, str(path)))
         except (OSError, UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
             problems.append(f"{path}: {err}")
-    return runs, problems
+    return _runs_frame(rows), problems
 
 
-def load_wandb_runs(wandb_dir: Path) -> tuple[list[Run], list[str]]:
+def load_wandb_runs(wandb_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     """Offline W&B runs under wandb_dir, read with wandb's own reader (`wandb leet inspect`).
 
     Their config is the run's results.json config; the summary holds the final dev and test
     metrics (see wandb_logging.log_final). No per-epoch history: they appear in leaderboards and the
     test bar chart, not in the curves.
     """
-    import shutil
-    import subprocess
-
     folders = sorted(p for p in wandb_dir.glob("offline-run-*") if p.is_dir())
     if not folders and (wandb_dir / "wandb").is_dir():
         folders = sorted(p for p in (wandb_dir / "wandb").glob("offline-run-*") if p.is_dir())
     wandb_cli = shutil.which("wandb") or str(Path(sys.executable).with_name("wandb"))
-    runs, problems = [], []
+    rows, problems = [], []
     for folder in folders:
         try:
             done = subprocess.run(
@@ -236,194 +228,119 @@ def load_wandb_runs(wandb_dir: Path) -> tuple[list[Run], list[str]]:
                     ),
                 },
             }
-            runs.append(run_from_results(data, str(folder), source="wandb"))
+            rows.append(run_from_results(data, str(folder), source="wandb"))
         except (OSError, ValueError, subprocess.TimeoutExpired) as err:
             problems.append(f"{folder}: {err}")
-    return runs, problems
+    return _runs_frame(rows), problems
 
 
-def merge_runs(primary: list[Run], extra: list[Run]) -> list[Run]:
+def merge_runs(primary: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
     """primary plus the runs of extra that primary does not already hold (same task and run name)."""
-    seen = {(r.task, r.name) for r in primary}
-    return [*primary, *(r for r in extra if (r.task, r.name) not in seen)]
+    seen = set(zip(primary["task"], primary["name"], strict=True))
+    new = [key not in seen for key in zip(extra["task"], extra["name"], strict=True)]
+    return pd.concat([primary, extra.loc[new]], ignore_index=True)
 
 
-def filter_runs(runs: Iterable[Run], task: str | None = None, tags: Sequence[str] = ()) -> list[Run]:
+def filter_runs(runs: pd.DataFrame, task: str | None = None, tags: Sequence[str] = ()) -> pd.DataFrame:
     """Runs of `task` (if given) that carry every tag in `tags`."""
-    runs = list(runs)
     if task is not None:
-        tasks = sorted({r.task for r in runs})
+        tasks = sorted(runs["task"].unique())
         if task not in tasks:
             raise UsageError(f"--task {task}: no runs of that task; tasks found: {', '.join(tasks) or 'none'}")
-        runs = [r for r in runs if r.task == task]
+        runs = runs[runs["task"] == task]
     for tag in tags:
-        runs = [r for r in runs if tag in r.tags]
+        runs = runs.loc[[tag in run_tags for run_tags in runs["tags"]]]
     return runs
 
 
-def group_runs(runs: Iterable[Run], by_seed: bool = True) -> dict[str, list[Group]]:
-    """{task: [Group]}: runs that differ only by seed share a group (each run alone if not by_seed)."""
-    tasks: dict[str, dict[str, list[Run]]] = {}
-    for index, run in enumerate(runs):
-        key = run.group_key if by_seed else f"{run.group_key}#{index}"
-        tasks.setdefault(run.task, {}).setdefault(key, []).append(run)
-    return {task: [Group(members) for members in groups.values()] for task, groups in sorted(tasks.items())}
+def group_runs(runs: pd.DataFrame, by_seed: bool = True) -> pd.DataFrame:
+    """One row per seed group: the runs of a task with equal EXPERIMENT_OPTIONS (each run alone if not by_seed).
+
+    Columns: task, runs (run names), seeds, n, the first run's model, main metric and shown
+    hyperparameters, and <measure>_mean / <measure>_std (sample std, n - 1; NaN for one seed).
+    """
+    keys = ["task", "experiment" if by_seed else "path"]
+    return (
+        runs.groupby(keys, sort=False)
+        .agg(
+            runs=("name", list),
+            seeds=("seed", lambda seeds: " ".join(sorted(str(seed) for seed in seeds))),
+            n=("name", "size"),
+            **{column: (column, "first") for column in ("model", "main_metric", "greater_is_better", *SHOWN)},
+            **{f"{column}_{stat}": (column, stat) for column in MEASURED for stat in ("mean", "std")},
+        )
+        .reset_index()
+    )
 
 
-def sort_groups(groups: list[Group], key: str = "dev") -> list[Group]:
-    """Best first by dev or test main metric (mean over seeds), fastest first by time; missing values last."""
+def sort_groups(groups: pd.DataFrame, key: str = "dev") -> pd.DataFrame:
+    """Per task (tasks alphabetical), best first by the dev or test main metric (mean over seeds),
+    fastest first by time or speed, or by run names; missing values last. Adds `rank` (1 = first)."""
     if key not in SORT_KEYS:
         raise UsageError(f"--sort {key}: choose one of {', '.join(SORT_KEYS)}")
     if key == "name":
-        return sorted(groups, key=lambda g: g.label)
-    attr = {"dev": "dev", "test": "test", "time": "train_seconds", "speed": "samples_per_second"}[key]
-
-    def order(group: Group) -> tuple[int, float]:
-        value = group.mean(attr)
-        if value is None:
-            return (1, 0.0)
-        if key in ("dev", "test"):
-            return (0, -value if group.first.greater_is_better else value)
-        return (0, value if key == "time" else -value)
-
-    return sorted(groups, key=order)
+        order = groups["runs"].str.join(", ")
+    else:
+        higher_first = groups["greater_is_better"].astype(bool) if key in ("dev", "test") else key == "speed"
+        order = groups[SORT_COLUMNS[key]] * np.where(higher_first, -1, 1)
+    ranked = groups.assign(order=order).sort_values(["task", "order"], na_position="last", kind="stable")
+    ranked["rank"] = ranked.groupby("task").cumcount() + 1
+    return ranked.drop(columns="order").reset_index(drop=True)
 
 
 # --- rendering -------------------------------------------------------------------------------
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
-
-
-def _mean_std(group: Group, attr: str, digits: int = 4) -> str:
-    mean, std = group.mean(attr), group.std(attr)
-    if mean is None:
-        return "-"
-    return _fmt(mean, digits) if std is None else f"{_fmt(mean, digits)} ± {_fmt(std, digits)}"
+def _mean_std(groups: pd.DataFrame, measure: str, digits: int = 4) -> list[str]:
+    """'mean ± std' cells; the mean alone for one seed, '-' where no run has the number."""
+    cells = []
+    for mean, std in zip(groups[f"{measure}_mean"], groups[f"{measure}_std"], strict=True):
+        text = "-" if pd.isna(mean) else f"{mean:.{digits}f}"
+        cells.append(text if pd.isna(std) else f"{text} ± {std:.{digits}f}")
+    return cells
 
 
 def _hyper(value: Any) -> str:
-    if value is None:
+    if value is None or pd.isna(value):
         return "-"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def leaderboard_rows(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
+def leaderboard_rows(groups: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and display rows of one task's leaderboard (already sorted)."""
-    metric = groups[0].first.main_metric if groups else "metric"
-    header = [
-        "#",
-        "run",
-        "model",
-        *(short for short, _, _ in SHOWN),
-        "seeds",
-        "n",
-        f"dev {metric}",
-        f"test {metric}",
-        "train s",
-        "samples/s",
-    ]
-    rows = []
-    for rank, group in enumerate(groups, 1):
-        first = group.first
-        rows.append(
-            [
-                str(rank),
-                group.label,
-                first.model,
-                *(_hyper(first.hyper.get(short)) for short, _, _ in SHOWN),
-                group.seeds,
-                str(group.n),
-                _mean_std(group, "dev"),
-                _mean_std(group, "test"),
-                _mean_std(group, "train_seconds", 1),
-                _mean_std(group, "samples_per_second", 1),
-            ]
-        )
-    return header, rows
+    metric = groups["main_metric"].iloc[0]
+    columns = {
+        "#": groups["rank"].astype(str),
+        "run": groups["runs"].str.join(", "),
+        "model": groups["model"],
+        **{short: groups[short].map(_hyper) for short in SHOWN},
+        "seeds": groups["seeds"],
+        "n": groups["n"].astype(str),
+        f"dev {metric}": _mean_std(groups, "dev"),
+        f"test {metric}": _mean_std(groups, "test"),
+        "train s": _mean_std(groups, "train_seconds", 1),
+        "samples/s": _mean_std(groups, "samples_per_second", 1),
+    }
+    return list(columns), [list(row) for row in zip(*columns.values(), strict=True)]
 
 
-def render_table(header: list[str], rows: list[list[str]], max_width: int = 48) -> str:
-    """Fixed-width columns for a terminal; long cells (many run names) are cut with '...'."""
-    cut = [[cell if len(cell) <= max_width else cell[: max_width - 3] + "..." for cell in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cut)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cut]
-    return "\n".join(lines)
+def render(groups: pd.DataFrame, fmt: str) -> str:
+    """All leaderboards in one format: table / markdown (one section per task) or csv (one file).
 
-
-def render_markdown(header: list[str], rows: list[list[str]]) -> str:
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|", *(line(r) for r in rows)])
-
-
-CSV_COLUMNS = [
-    "task",
-    "rank",
-    "runs",
-    "model",
-    *(short for short, _, _ in SHOWN),
-    "seeds",
-    "n",
-    "main_metric",
-    "dev_mean",
-    "dev_std",
-    "test_mean",
-    "test_std",
-    "train_seconds_mean",
-    "samples_per_second_mean",
-]
-
-
-def render_csv(boards: dict[str, list[Group]]) -> str:
-    """One CSV for every task, numbers unformatted (mean and std in their own columns)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for task, groups in boards.items():
-        for rank, group in enumerate(groups, 1):
-            first = group.first
-            writer.writerow(
-                [
-                    task,
-                    rank,
-                    ";".join(r.name for r in group.runs),
-                    first.model,
-                    *(first.hyper.get(short) for short, _, _ in SHOWN),
-                    group.seeds,
-                    group.n,
-                    first.main_metric,
-                    *(_csv_number(v) for v in (group.mean("dev"), group.std("dev"))),
-                    *(_csv_number(v) for v in (group.mean("test"), group.std("test"))),
-                    _csv_number(group.mean("train_seconds")),
-                    _csv_number(group.mean("samples_per_second")),
-                ]
-            )
-    return out.getvalue()
-
-
-def _csv_number(value: float | None) -> str:
-    return "" if value is None else repr(value)
-
-
-def render(boards: dict[str, list[Group]], fmt: str) -> str:
-    """All leaderboards in one format: table / markdown (one section per task) or csv (one file)."""
+    CSV numbers are unformatted, with mean and std in their own columns.
+    """
     if fmt == "csv":
-        return render_csv(boards)
+        with_names = groups.assign(runs=groups["runs"].str.join(";"))
+        return with_names[CSV_COLUMNS].to_csv(index=False, lineterminator="\n")
     parts = []
-    for task, groups in boards.items():
-        header, rows = leaderboard_rows(groups)
-        metric = groups[0].first.main_metric
+    for task, board in groups.groupby("task", sort=False):
+        header, rows = leaderboard_rows(board)
+        metric = board["main_metric"].iloc[0]
         if fmt == "markdown":
-            parts.append(f"### {task} (main metric: {metric})\n\n{render_markdown(header, rows)}")
+            parts.append(f"### {task} (main metric: {metric})\n\n{tables.render(header, rows, 'markdown')}")
         else:
-            parts.append(f"{task} (main metric: {metric}; mean ± std over seeds)\n{render_table(header, rows)}")
+            table = tables.render(header, rows, max_width=48)  # cut long cells (many run names)
+            parts.append(f"{task} (main metric: {metric}; mean ± std over seeds)\n{table}")
     return "\n\n".join(parts) + "\n"
 
 
@@ -448,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> dict[str, list[Group]]:
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    """Print the leaderboards (and write files unless --no_plots); the ranked seed groups of every task."""
     args = build_parser().parse_args(argv)
     if args.format not in FORMATS:
         raise UsageError(f"--format {args.format}: choose one of {', '.join(FORMATS)}")
@@ -465,23 +383,23 @@ def main(argv: list[str] | None = None) -> dict[str, list[Group]]:
         print(f"compare: skipped {problem}", file=sys.stderr)
     if problems:
         print(f"compare: {len(problems)} run(s) could not be read (listed above)", file=sys.stderr)
-    if not runs:
+    if runs.empty:
         raise UsageError(f"no results.json under {root}" + (f" ({len(problems)} unreadable)" if problems else ""))
     runs = filter_runs(runs, args.task, args.tag)
-    if not runs:
+    if runs.empty:
         raise UsageError(f"no run matches --tag {' --tag '.join(args.tag)}")
-    boards = {task: sort_groups(groups, args.sort) for task, groups in group_runs(runs, not args.per_run).items()}
-    sys.stdout.write(render(boards, args.format))
+    groups = sort_groups(group_runs(runs, not args.per_run), args.sort)
+    sys.stdout.write(render(groups, args.format))
     if not args.no_plots:
         from finetune_lab.plots import write_plots
 
         out_dir = Path(args.out_dir) if args.out_dir else root / "compare"
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "leaderboard.md").write_text(render(boards, "markdown"), encoding="utf-8")
-        (out_dir / "leaderboard.csv").write_text(render(boards, "csv"), encoding="utf-8")
-        written = [out_dir / "leaderboard.md", out_dir / "leaderboard.csv", *write_plots(boards, out_dir)]
+        (out_dir / "leaderboard.md").write_text(render(groups, "markdown"), encoding="utf-8")
+        (out_dir / "leaderboard.csv").write_text(render(groups, "csv"), encoding="utf-8")
+        written = [out_dir / "leaderboard.md", out_dir / "leaderboard.csv", *write_plots(runs, groups, out_dir)]
         print(f"\nwrote {len(written)} files to {out_dir}/: {', '.join(p.name for p in written)}", file=sys.stderr)
-    return boards
+    return groups
 
 
 def cli() -> None:

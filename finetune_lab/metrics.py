@@ -20,8 +20,23 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from finetune_lab import tables
+
 PER_CLASS = "per_class/"
 STATS = ("precision", "recall", "f1", "support")
+# Metrics where a smaller value means a better model: losses, regression errors, perplexity.
+LOWER_IS_BETTER_SUFFIXES = ("loss", "mse", "mae", "rmse", "perplexity")
+
+
+def greater_is_better(metric: str, explicit: bool | None = None) -> bool:
+    """Whether a higher `metric` means a better model: the one rule for leaderboards and trackers.
+
+    `explicit` (TrainingArguments.greater_is_better, as a run stores it) wins when set; otherwise
+    every metric is higher-is-better except loss-like ones (`eval_loss`, `mse`, `test_mae`, ...).
+    """
+    if explicit is not None:
+        return bool(explicit)
+    return not metric.endswith(LOWER_IS_BETTER_SUFFIXES)
 
 
 def entity_metrics(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict[str, float]:
@@ -120,16 +135,13 @@ def format_report(metrics: dict, prefix: str = "", title: str = "") -> str:
     rows = per_class_rows(metrics, prefix)
     if not rows:
         return ""
-    width = max(len("token_accuracy"), *(len(name) for name in rows))
-    lines = [title] if title else []
-    lines.append(f"{'':<{width}}  {'precision':>9}  {'recall':>9}  {'f1':>9}  {'support':>9}")
-    for name, row in rows.items():
-        lines.append(
-            f"{name:<{width}}  {row.get('precision', 0):>9.4f}  {row.get('recall', 0):>9.4f}"
-            f"  {row.get('f1', 0):>9.4f}  {int(row.get('support', 0)):>9d}"
-        )
+    table = [
+        [name, *(f"{row.get(stat, 0):.4f}" for stat in ("precision", "recall", "f1")), str(int(row.get("support", 0)))]
+        for name, row in rows.items()
+    ]
     summary = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix) and "/" not in k}
     for key in ("precision", "recall", "f1", "token_accuracy", "accuracy", "macro_f1", "roc_auc"):
         if key in summary:
-            lines.append(f"{key:<{width}}  {summary[key]:>9.4f}")
-    return "\n".join(lines)
+            table.append([key, f"{summary[key]:.4f}"])  # overall numbers under the classes, one per line
+    text = tables.render(["", *STATS], table, align="lrrrr")
+    return f"{title}\n{text}" if title else text

@@ -1,13 +1,15 @@
 """PNG plots for `make compare`: dev curves, train loss curves, test bars with error bars over seeds.
 
-Matplotlib with the Agg backend (no display needed). Legends sit outside the axes so they never
-cover data; files are `<task>-dev.png`, `<task>-loss.png`, `<task>-test.png`.
+They read compare's DataFrames: runs (one row per run, with its per-epoch histories) and seed
+groups (one row per leaderboard line). Matplotlib with the Agg backend (no display needed).
+Legends sit outside the axes so they never cover data; files are `<task>-dev.png`,
+`<task>-loss.png`, `<task>-test.png`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -16,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 if TYPE_CHECKING:
-    from finetune_lab.compare import Group, Run
+    import pandas as pd
 
 
 def _save(fig, path: Path) -> Path:
@@ -29,22 +31,22 @@ def _legend_outside(ax) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
 
 
-def dev_curve(run: Run) -> tuple[list[float], list[float]]:
-    """(epochs, dev main metric) from the run's per-epoch evaluations."""
+def dev_curve(run: Any) -> tuple[list[float], list[float]]:
+    """(epochs, dev main metric) from the per-epoch evaluations of a run (a row of compare's runs)."""
     key = f"eval_{run.main_metric}"
     points = [(e["epoch"], e[key]) for e in run.dev_history if "epoch" in e and key in e]
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def loss_curve(run: Run) -> tuple[list[float], list[float]]:
+def loss_curve(run: Any) -> tuple[list[float], list[float]]:
     """(epochs, training loss) from the Trainer's periodic train logs."""
     points = [(e["epoch"], e["loss"]) for e in run.train_history if "epoch" in e and "loss" in e]
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def plot_dev_curves(task: str, runs: list[Run], path: Path) -> Path | None:
+def plot_dev_curves(task: str, runs: pd.DataFrame, path: Path) -> Path | None:
     """Dev main metric per epoch, one line per run; None when no run has a dev history."""
-    curves = [(run, *dev_curve(run)) for run in runs]
+    curves = [(run, *dev_curve(run)) for run in runs.itertuples()]
     curves = [c for c in curves if c[1]]
     if not curves:
         return None
@@ -59,9 +61,9 @@ def plot_dev_curves(task: str, runs: list[Run], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_loss_curves(task: str, runs: list[Run], path: Path) -> Path | None:
+def plot_loss_curves(task: str, runs: pd.DataFrame, path: Path) -> Path | None:
     """Training loss against epoch, one line per run; None when no run logged a loss."""
-    curves = [(run, *loss_curve(run)) for run in runs]
+    curves = [(run, *loss_curve(run)) for run in runs.itertuples()]
     curves = [c for c in curves if c[1]]
     if not curves:
         return None
@@ -74,20 +76,21 @@ def plot_loss_curves(task: str, runs: list[Run], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_test_bars(task: str, groups: list[Group], path: Path) -> Path | None:
+def plot_test_bars(task: str, groups: pd.DataFrame, path: Path) -> Path | None:
     """Test main metric per seed group: bar = mean, error bar = sample std over seeds (none for n = 1)."""
-    bars = [g for g in groups if g.mean("test") is not None]
-    if not bars:
+    bars = groups[groups["test_mean"].notna()]
+    if bars.empty:
         return None
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(bars) + 3), 4.5))
     positions = range(len(bars))
-    means = [g.mean("test") for g in bars]
-    errors = [g.std("test") or 0.0 for g in bars]
-    labels = [f"{g.first.model}\n{_group_name(g)} (n={g.n})" for g in bars]
+    means = bars["test_mean"].tolist()
+    errors = bars["test_std"].fillna(0.0).tolist()
+    names = [_group_name(runs) for runs in bars["runs"]]
+    labels = [f"{model}\n{name} (n={n})" for model, name, n in zip(bars["model"], names, bars["n"], strict=True)]
     colors = [f"C{i % 10}" for i in positions]
-    ax.bar(positions, means, yerr=errors, capsize=6, color=colors, label=[_group_name(g) for g in bars])
+    ax.bar(positions, means, yerr=errors, capsize=6, color=colors, label=names)
     ax.set_xticks(list(positions), labels, fontsize="small")
-    metric = bars[0].first.main_metric
+    metric = bars["main_metric"].iloc[0]
     low = min(m - e for m, e in zip(means, errors, strict=True))
     high = max(m + e for m, e in zip(means, errors, strict=True))
     margin = max((high - low) * 0.5, 0.01)
@@ -98,20 +101,22 @@ def plot_test_bars(task: str, groups: list[Group], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _group_name(group: Group) -> str:
-    name = group.first.name
-    return name if group.n == 1 else f"{name} +{group.n - 1}"
+def _group_name(run_names: list[str]) -> str:
+    """The first run's name, with how many more seeds the group holds."""
+    return run_names[0] if len(run_names) == 1 else f"{run_names[0]} +{len(run_names) - 1}"
 
 
-def write_plots(boards: dict[str, list[Group]], out_dir: Path) -> list[Path]:
-    """All plots for all tasks into out_dir; the paths written."""
+def write_plots(runs: pd.DataFrame, groups: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """All plots for every task of `groups` (compare.group_runs, ranked) into out_dir; the paths written."""
     written = []
-    for task, groups in boards.items():
-        runs = [run for group in groups for run in group.runs]
+    for task, board in groups.groupby("task", sort=False):
+        # Curves in leaderboard order, so the best run gets the first colour and legend line.
+        position = {name: i for i, name in enumerate(name for names in board["runs"] for name in names)}
+        task_runs = runs[runs["task"] == task].sort_values("name", key=lambda names: names.map(position), kind="stable")
         for made in (
-            plot_dev_curves(task, runs, out_dir / f"{task}-dev.png"),
-            plot_loss_curves(task, runs, out_dir / f"{task}-loss.png"),
-            plot_test_bars(task, groups, out_dir / f"{task}-test.png"),
+            plot_dev_curves(task, task_runs, out_dir / f"{task}-dev.png"),
+            plot_loss_curves(task, task_runs, out_dir / f"{task}-loss.png"),
+            plot_test_bars(task, board, out_dir / f"{task}-test.png"),
         ):
             if made is not None:
                 written.append(made)

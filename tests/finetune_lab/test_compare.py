@@ -7,7 +7,9 @@ import io
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 
 from finetune_lab.compare import group_runs, load_runs, main, sort_groups
@@ -77,42 +79,119 @@ def runs_dir(tmp_path) -> Path:
     return root
 
 
-def boards_for(root: Path, sort: str = "dev", by_seed: bool = True):
+def set_option(results: Path, dotted: str, value: Any) -> None:
+    """Change one value of a results.json, e.g. set_option(path, "options.data.max_seq_length", 256)."""
+    data = json.loads(results.read_text())
+    *sections, key = dotted.split(".")
+    target = data
+    for section in sections:
+        target = target.setdefault(section, {})
+    target[key] = value
+    results.write_text(json.dumps(data))
+
+
+def groups_for(root: Path, sort: str = "dev", by_seed: bool = True) -> pd.DataFrame:
+    """The ranked seed groups of every task (one row per leaderboard line)."""
     runs, problems = load_runs(root)
     assert problems == []
-    return {task: sort_groups(groups, sort) for task, groups in group_runs(runs, by_seed).items()}
+    return sort_groups(group_runs(runs, by_seed), sort)
+
+
+def board(groups: pd.DataFrame, task: str) -> list:
+    """One task's leaderboard lines, best first, as rows with attribute access."""
+    return list(groups[groups["task"] == task].itertuples())
+
+
+def first_names(rows: list) -> list[str]:
+    return [row.runs[0] for row in rows]
 
 
 def test_seed_groups_have_mean_std_and_n(runs_dir):
-    boards = boards_for(runs_dir)
-    assert list(boards) == ["ner", "sentiment"]
-    ner = boards["ner"]
+    groups = groups_for(runs_dir)
+    assert list(groups["task"].unique()) == ["ner", "sentiment"]
+    ner = board(groups, "ner")
     # dev means: c 0.90, b 0.83, a (0.80 + 0.84 + 0.82) / 3 = 0.82: best first
-    assert [g.first.name for g in ner] == ["c-s1", "b-s1", "a-s1"]
+    assert first_names(ner) == ["c-s1", "b-s1", "a-s1"]
+    assert [row.rank for row in ner] == [1, 2, 3]
     a = ner[2]
-    assert a.n == 3 and a.seeds == "1 2 3"
-    assert a.mean("dev") == pytest.approx(0.82)
-    assert a.std("dev") == pytest.approx(0.02)  # sample std of 0.80, 0.84, 0.82
-    assert a.mean("test") == pytest.approx(0.74)
-    assert a.std("test") == pytest.approx(0.04)
-    assert a.mean("train_seconds") == pytest.approx(20.0)
-    assert ner[0].std("dev") is None  # one seed: no spread to report
-    sentiment = boards["sentiment"][0]
-    assert sentiment.n == 2 and sentiment.mean("test") == pytest.approx(0.60)
-    assert sentiment.std("test") == pytest.approx(statistics.stdev([0.65, 0.55]))
+    assert a.n == 3 and a.seeds == "1 2 3" and a.runs == ["a-s1", "a-s2", "a-s3"]
+    assert a.dev_mean == pytest.approx(0.82)
+    assert a.dev_std == pytest.approx(0.02)  # sample std of 0.80, 0.84, 0.82
+    assert a.test_mean == pytest.approx(0.74)
+    assert a.test_std == pytest.approx(0.04)
+    assert a.train_seconds_mean == pytest.approx(20.0)
+    assert pd.isna(ner[0].dev_std)  # one seed: no spread to report
+    (sentiment,) = board(groups, "sentiment")
+    assert sentiment.n == 2 and sentiment.test_mean == pytest.approx(0.60)
+    assert sentiment.test_std == pytest.approx(statistics.stdev([0.65, 0.55]))
 
 
 def test_sort_by_test_puts_missing_values_last(runs_dir):
-    ner = boards_for(runs_dir, sort="test")["ner"]
-    assert [g.first.name for g in ner] == ["b-s1", "a-s1", "c-s1"]  # 0.80, 0.74, none
-    fastest = boards_for(runs_dir, sort="time")["ner"]
-    assert fastest[0].first.name in ("b-s1", "c-s1") and fastest[-1].first.name == "a-s1"  # 10 s vs mean 20 s
+    ner = board(groups_for(runs_dir, sort="test"), "ner")
+    assert first_names(ner) == ["b-s1", "a-s1", "c-s1"]  # 0.80, 0.74, none
+    fastest = first_names(board(groups_for(runs_dir, sort="time"), "ner"))
+    assert fastest[0] in ("b-s1", "c-s1") and fastest[-1] == "a-s1"  # 10 s vs mean 20 s
 
 
 def test_per_run_rows_do_not_group(runs_dir):
-    ner = boards_for(runs_dir, by_seed=False)["ner"]
-    assert [g.first.name for g in ner] == ["c-s1", "a-s2", "b-s1", "a-s3", "a-s1"]
-    assert all(g.n == 1 for g in ner)
+    ner = board(groups_for(runs_dir, by_seed=False), "ner")
+    assert first_names(ner) == ["c-s1", "a-s2", "b-s1", "a-s3", "a-s1"]
+    assert all(row.n == 1 for row in ner)
+
+
+def test_a_loss_like_main_metric_ranks_lowest_first(tmp_path):
+    root = tmp_path / "outputs"
+    for name, dev in (("high", 0.9), ("low", 0.2)):
+        path = write_run(root, "ner", name, 1, dev=dev, test=None, lr=dev)  # lr: two experiments
+        set_option(path, "main_metric", "mse")
+        set_option(path, "dev", {"mse": dev})
+    assert first_names(board(groups_for(root), "ner")) == ["low", "high"]
+    for name in ("high", "low"):  # the run's own greater_is_better wins over the metric's name
+        set_option(root / "ner" / name / "results.json", "options.training.greater_is_better", True)
+    assert first_names(board(groups_for(root), "ner")) == ["high", "low"]
+
+
+@pytest.mark.parametrize(
+    "option, first, second",
+    [
+        ("options.data.tokenized_cache_dir", "/cache/tokenized", "/scratch/other-cache"),
+        ("options.training.output_dir", "outputs/ner/a", "/elsewhere/ner/a"),
+        ("output_dir", "outputs/ner/a", "/elsewhere/ner/a"),
+        ("options.training.logging_dir", "outputs/ner/a/logs", "/tmp/tensorboard"),
+        ("options.model.cache_dir", None, "/hub-cache"),
+        ("options.data.preprocessing_num_workers", None, 4),
+        ("options.training.per_device_eval_batch_size", 32, 256),
+        ("experiment_file", "experiments/ner.yaml", "/copies/ner.yaml"),
+        ("options.training.num_train_epochs", 2, 2.0),  # W&B reads 2.0 back as 2
+        ("options.task", {}, None),  # W&B drops an empty section
+    ],
+)
+def test_folders_caches_and_spellings_do_not_split_a_seed_group(tmp_path, option, first, second):
+    root = tmp_path / "outputs"
+    for seed, value in ((1, first), (2, second)):
+        set_option(write_run(root, "ner", f"a-s{seed}", seed, dev=0.8, test=0.7), option, value)
+    (group,) = board(groups_for(root), "ner")
+    assert group.n == 2 and group.seeds == "1 2"
+
+
+@pytest.mark.parametrize(
+    "option, first, second",
+    [
+        ("options.training.learning_rate", 1e-4, 3e-5),
+        ("options.data.max_seq_length", 128, 256),
+        ("options.model.model_name_or_path", "bert-tiny", "bert-small"),
+        ("model", "bert-tiny", "bert-small"),
+        ("options.task.label_granularity", "coarse", "fine"),
+        ("options.training.gradient_accumulation_steps", 1, 4),
+        ("options.data.max_train_samples", None, 1000),
+        ("processes", 1, 2),
+    ],
+)
+def test_experiment_options_split_a_seed_group(tmp_path, option, first, second):
+    root = tmp_path / "outputs"
+    for seed, value in ((1, first), (2, second)):
+        set_option(write_run(root, "ner", f"a-s{seed}", seed, dev=0.8, test=0.7), option, value)
+    assert [row.n for row in board(groups_for(root), "ner")] == [1, 1]
 
 
 def test_markdown_output(runs_dir, capsys):
@@ -176,12 +255,12 @@ def test_plot_contents(runs_dir):
 
     from finetune_lab import plots
 
-    boards = boards_for(runs_dir)
+    runs, _ = load_runs(runs_dir)
     captured = {}
     original = plots._save
     plots._save = lambda fig, path: captured.setdefault(path.name, fig) and path
     try:
-        plots.write_plots(boards, runs_dir)
+        plots.write_plots(runs, sort_groups(group_runs(runs)), runs_dir)
     finally:
         plots._save = original
     dev = captured["ner-dev.png"].axes[0]
@@ -225,23 +304,24 @@ def test_real_runs_and_their_offline_wandb_runs(tiny_runs, capsys):
     from finetune_lab.compare import load_wandb_runs
 
     outputs = tiny_runs["wandb_dir"] / "outputs"
-    boards = main([str(outputs), "--out_dir", "plots"])
-    assert set(boards) == {"ner", "sentiment"}
+    groups = main([str(outputs), "--out_dir", "plots"])
+    assert set(groups["task"]) == {"ner", "sentiment"}
     for name in ("ner-dev.png", "ner-loss.png", "ner-test.png", "sentiment-dev.png"):
         assert Path("plots", name).stat().st_size > 5000
 
+    saved_runs, _ = load_runs(outputs)
     wandb_runs, problems = load_wandb_runs(tiny_runs["wandb_dir"])
     assert problems == []
-    assert sorted(r.task for r in wandb_runs) == ["ner", "sentiment"]
-    for run in wandb_runs:
-        (saved,) = boards[run.task][0].runs
+    assert sorted(wandb_runs["task"]) == ["ner", "sentiment"]
+    for run in wandb_runs.itertuples():
+        (saved,) = saved_runs[saved_runs["task"] == run.task].itertuples()
         assert (run.name, run.source, saved.source) == (saved.name, "wandb", "results.json")
         assert run.dev == pytest.approx(saved.dev) and run.test == pytest.approx(saved.test)
         assert run.samples_per_second == pytest.approx(saved.samples_per_second)
-        assert run.group_key == saved.group_key  # a W&B run and its results.json group together
+        assert run.experiment == saved.experiment  # a W&B run and its results.json group together
     capsys.readouterr()
     merged = main([str(outputs), "--wandb_dir", str(tiny_runs["wandb_dir"]), "--no_plots", "--format", "csv"])
-    assert [g.n for g in merged["ner"]] == [1]  # the same run from both sources counts once
+    assert [row.n for row in board(merged, "ner")] == [1]  # the same run from both sources counts once
 
 
 def test_cli_exit_code_2_with_one_line(tmp_path):

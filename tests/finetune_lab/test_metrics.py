@@ -80,3 +80,23 @@ def test_macro_average_skips_classes_neither_present_nor_predicted():
     # a: P 1/2 R 1 F 2/3; b: P 1 R 1/2 F 2/3; 'never' takes no part in the average
     assert m["macro_f1"] == pytest.approx(2 / 3)
     assert per_class_rows(m)["never"]["support"] == 0
+
+
+@pytest.mark.parametrize(
+    "metric, explicit, expected",
+    [
+        ("f1", None, True),
+        ("accuracy", None, True),
+        ("pearson", None, True),
+        ("loss", None, False),
+        ("eval_loss", None, False),
+        ("mse", None, False),
+        ("test_mae", None, False),
+        ("loss", True, True),  # the run's own greater_is_better wins
+        ("f1", False, False),
+    ],
+)
+def test_greater_is_better(metric, explicit, expected):
+    from finetune_lab.metrics import greater_is_better
+
+    assert greater_is_better(metric, explicit) is expected
