@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 from transformers import TrainerCallback
 
 from finetune_lab.hardware import peak_memory_mb
-from finetune_lab.metrics import per_class_rows
+from finetune_lab.metrics import greater_is_better, per_class_rows
 
 DEFAULT_PROJECT = "finetune-lab"
 # Every task's main metric (f1 for NER, accuracy for sentiment, ...) also under one key, so one
@@ -112,8 +112,8 @@ def start_wandb(name: str, group: str, tags: list[str], config: dict[str, Any], 
 
 
 def _greater_is_better(config: dict[str, Any]) -> bool:
-    greater = ((config.get("options") or {}).get("training") or {}).get("greater_is_better")
-    return bool(greater) if greater is not None else config.get("main_metric") != "loss"
+    explicit = ((config.get("options") or {}).get("training") or {}).get("greater_is_better")
+    return greater_is_better(config.get("main_metric") or "", explicit)
 
 
 def define_metrics(run, greater_is_better: bool = True) -> None:
