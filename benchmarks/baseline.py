@@ -104,7 +104,6 @@ def evaluate(model: torch.nn.Module, rows: list[dict], collate: Callable, batch_
         for batch in DataLoader(rows, batch_size=batch_size, shuffle=False, collate_fn=collate):
             logits.append(model(**{k: v.to(DEVICE) for k, v in batch.items()}).logits.float().cpu().numpy())
             labels.append(batch["labels"].numpy())
-    model.train()
     return task.compute_metrics(EvalPrediction(predictions=np.concatenate(logits), label_ids=np.concatenate(labels)))
 
 
@@ -144,15 +143,14 @@ def run_baseline(
     steps, epoch_seconds = _train_steps(model, loader(), training, epochs, max_steps, record)
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    # Tutorials evaluate at the training batch size.
-    metrics = evaluate(model, eval_rows, collate, training.per_device_train_batch_size, task)
-    eval_seconds = time.perf_counter() - started
+    batch_size = training.per_device_train_batch_size  # tutorials evaluate at the training batch size
+    metrics = evaluate(model, eval_rows, collate, batch_size, task)
     return {
         "steps": steps,
         "train_seconds": train_seconds,
         "epoch_seconds": epoch_seconds,
-        "eval_seconds": eval_seconds,
+        "eval_seconds": time.perf_counter() - started,
         "eval_samples": len(eval_rows),
-        "eval_batch_size": training.per_device_train_batch_size,
+        "eval_batch_size": batch_size,
         "dev": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
     }

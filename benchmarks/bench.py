@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training-speed benchmark: the default path, each speed switch on/off, against a reference baseline.
 
-    python benchmarks/bench.py              # the full benchmark (`make bench`), ~15-20 min on 2 quiet cores
+    python benchmarks/bench.py              # the full benchmark (`make bench`), ~30 min on 2 quiet cores
     python benchmarks/bench.py --quick      # a few steps per variant, to check it runs (`make bench BENCH_QUICK=1`)
 
 Every variant trains the embedded MiniLM with the same hyperparameters on the same fixed slice,
@@ -16,6 +16,7 @@ Results: a table on stdout and `bench-results/bench-<time>.json`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -36,25 +37,41 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+
+def toggle(args: str, why: str, eval_only: bool = False, **skip_when: str) -> dict[str, Any]:
+    """One switch: run.py options, what they flip, and `fact="reason"` for each machine fact (see
+    machine_facts) under which it is not run; the first fact that holds gives the reason."""
+    return {"args": args.split(), "why": why, "eval_only": eval_only, "skip_when": skip_when}
+
+
 # Variants: extra run.py options on top of the default path. "default" is the path as shipped;
 # each other row flips one switch, so "x baseline" of a row vs the default row is that switch's worth.
-# A switch whose flip is the default's own setting on this machine is dropped (e.g. bf16 on a GPU).
+# A switch is skipped where its flip is already the default (e.g. bf16 on a GPU) or where it cannot matter.
+ON_GPU, ON_CPU = "already the default on a GPU", "already the default on a CPU"
+GPU_SWITCH = "a GPU switch (tensor-core shapes, attention kernels); not run on a CPU"
+NO_PINNING = "no accelerator: pinned memory does nothing on a CPU-only machine"
+SLOW_BF16 = (
+    "bf16 matmul runs at {bf16_gflops:.2f} GFLOP/s vs {fp32_gflops:.1f} in fp32 (no native bf16 on this CPU): "
+    "one training step would take minutes; --force-slow-bf16 runs it"
+)
 TOGGLES: dict[str, dict[str, Any]] = {
-    "random_order": {"args": ["--train_sampling_strategy", "random"], "why": "length grouping off"},
-    "bf16": {"args": ["--bf16", "true"], "why": "bf16 autocast on"},
-    "fp32": {"args": ["--bf16", "false", "--tf32", "false"], "why": "bf16/TF32 off"},
-    "compile": {"args": ["--torch_compile", "true"], "why": "torch.compile on"},
-    "adamw_torch": {"args": ["--optim", "adamw_torch"], "why": "fused AdamW off (for-loop on CPU, foreach on CUDA)"},
-    "workers2": {"args": ["--dataloader_num_workers", "2"], "why": "2 data-loader workers"},
-    "workers0": {"args": ["--dataloader_num_workers", "0"], "why": "data-loader workers off"},
-    "no_pin_memory": {"args": ["--dataloader_pin_memory", "false"], "why": "pinned memory off"},
-    "pad8": {"args": ["--pad_to_multiple_of", "8"], "why": "pad batches to a multiple of 8"},
-    "pad_off": {"args": ["--pad_to_multiple_of", "0"], "why": "no padding to a multiple of 8"},
-    "eager_attention": {"args": ["--attn_implementation", "eager"], "why": "eager attention instead of SDPA"},
-    "cudnn_attention": {"args": ["--cudnn_attention", "true"], "why": "SDPA may use its cuDNN backend"},
-    "eval_batch_256": {"args": ["--per_device_eval_batch_size", "256"], "why": "eval batch 256", "eval_only": True},
-    "eval_batch_32": {"args": ["--per_device_eval_batch_size", "32"], "why": "eval batch 32", "eval_only": True},
-    "eval_batch_64": {"args": ["--per_device_eval_batch_size", "64"], "why": "eval batch 64", "eval_only": True},
+    "random_order": toggle("--train_sampling_strategy random", "length grouping off"),
+    "bf16": toggle(
+        "--bf16 true", "bf16 autocast on", bf16_default="bf16 is already the default here", slow_bf16=SLOW_BF16
+    ),
+    "fp32": toggle("--bf16 false --tf32 false", "bf16/TF32 off", fp32_default="fp32 is already the default here"),
+    "compile": toggle("--torch_compile true", "torch.compile on"),
+    "adamw_torch": toggle("--optim adamw_torch", "fused AdamW off (for-loop on CPU, foreach on CUDA)"),
+    "workers2": toggle("--dataloader_num_workers 2", "2 data-loader workers", gpu=ON_GPU),
+    "workers0": toggle("--dataloader_num_workers 0", "data-loader workers off", cpu="no workers is " + ON_CPU),
+    "no_pin_memory": toggle("--dataloader_pin_memory false", "pinned memory off", cpu=NO_PINNING),
+    "pad8": toggle("--pad_to_multiple_of 8", "pad batches to a multiple of 8", gpu=ON_GPU, cpu=GPU_SWITCH),
+    "pad_off": toggle("--pad_to_multiple_of 0", "no padding to a multiple of 8", cpu=GPU_SWITCH),
+    "eager_attention": toggle("--attn_implementation eager", "eager attention instead of SDPA", cpu=GPU_SWITCH),
+    "cudnn_attention": toggle("--cudnn_attention true", "SDPA may use its cuDNN backend", cpu=GPU_SWITCH),
+    "eval_batch_256": toggle("--per_device_eval_batch_size 256", "eval batch 256", eval_only=True, gpu=ON_GPU),
+    "eval_batch_32": toggle("--per_device_eval_batch_size 32", "eval batch 32", eval_only=True, cpu=ON_CPU),
+    "eval_batch_64": toggle("--per_device_eval_batch_size 64", "eval batch 64", eval_only=True),
 }
 NER_VARIANTS = ["baseline", "default", *TOGGLES]
 SENTIMENT_VARIANTS = ["baseline", "default"]
@@ -78,12 +95,10 @@ def peak_rss_mib() -> dict[str, float]:
 
 
 def current_rss_mib() -> float:
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
     return float("nan")
 
 
@@ -103,24 +118,18 @@ def matmul_peak(dtype_name: str, budget_s: float = 2.0) -> dict[str, Any]:
     if cuda:  # measure fp32 the way the default path runs it: TF32 on where it turns TF32 on
         torch.backends.cuda.matmul.allow_tf32 = bool(precision_defaults().get("tf32"))
 
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize()
-
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     n, best, sizes = 256, 0.0, []
     while True:
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
         (a @ b).sum().item()  # warm-up: kernels, allocator
         sync()
-        reps, started = 0, time.perf_counter()
-        while True:
+        reps, elapsed, started = 0, 0.0, time.perf_counter()
+        while elapsed <= budget_s / 4 and reps < 50:
             a @ b
-            reps += 1
             sync()
-            elapsed = time.perf_counter() - started
-            if elapsed > budget_s / 4 or reps >= 50:
-                break
+            reps, elapsed = reps + 1, time.perf_counter() - started
         rate = 2 * n**3 * reps / elapsed
         best = max(best, rate)
         sizes.append({"n": n, "gflops": round(rate / 1e9, 2), "seconds_per_product": round(elapsed / reps, 4)})
@@ -203,21 +212,24 @@ def load_inputs(spec: dict, argv: list[str]) -> tuple[Any, Any, Any, Any, dict[s
     return args, task, splits, built, {"load_seconds": load_s}
 
 
-def worker_prep(spec: dict) -> dict:
+def worker_prep(spec: dict, out: str) -> dict:
     """Load + tokenize the full data set: the first time (empty cache) or from the cache."""
     from finetune_lab.tokenization import tokenize_splits
 
-    with tempfile.TemporaryDirectory() as out:
-        args, task, splits, built, timing = load_inputs(spec, project_argv(spec, out))
-        started = time.perf_counter()
-        tokenized, _ = tokenize_splits(task, splits, built.tokenizer, args.data)
-        timing["tokenize_seconds"] = time.perf_counter() - started
+    args, task, splits, built, timing = load_inputs(spec, project_argv(spec, out))
+    started = time.perf_counter()
+    tokenized, _ = tokenize_splits(task, splits, built.tokenizer, args.data)
+    timing["tokenize_seconds"] = time.perf_counter() - started
     timing["examples"] = {split: len(d) for split, d in tokenized.items()}
     return timing
 
 
-def worker_train(spec: dict) -> dict:
-    """One variant of the default path (Trainer), or the baseline loop; warm-up, train, evaluate."""
+def worker_train(spec: dict, out: str) -> dict:
+    """One variant of the default path (Trainer), or the baseline loop; warm-up, train, evaluate.
+
+    The scaling run (`spec["fractions"]`) trains the default path on each fraction of the training
+    set instead, without evaluation, and returns one record per fraction.
+    """
     import torch
     from transformers import Trainer, TrainerCallback
 
@@ -226,7 +238,6 @@ def worker_train(spec: dict) -> dict:
     from finetune_lab.tokenization import tokenize_splits
     from finetune_lab.trainer import build_trainer
 
-    out = tempfile.mkdtemp(prefix="bench-")
     argv = project_argv(spec, out)
     args, task, splits, built, timing = load_inputs(spec, argv)
     training, tokenizer, model = args.training, built.tokenizer, built.model
@@ -240,7 +251,6 @@ def worker_train(spec: dict) -> dict:
         "flops_per_token_weights": flops_weights,
         "flops_attention_coefficient": flops_attention,
     }
-
     if spec["variant"] == "baseline":
         from baseline import run_baseline
 
@@ -249,103 +259,88 @@ def worker_train(spec: dict) -> dict:
             task, splits, tokenizer, model, args.data, training, spec["warmup"], spec.get("max_steps"), recorder
         )
         result.update(run, **timing, precision="fp32", optimizer="torch.optim.AdamW (default implementation)")
-    else:
-        started = time.perf_counter()
-        tokenized, _ = tokenize_splits(task, splits, tokenizer, args.data)
-        timing["tokenize_seconds"] = time.perf_counter() - started
+        return {**result, **recorder.as_dict(), "peak_rss_mib": peak_rss_mib()}
 
-        class MeasuredTrainer(Trainer):
-            def training_step(self, model, inputs, num_items_in_batch=None):
-                recorder(inputs)  # shapes only, in the main process, whatever the loader workers do
-                return super().training_step(model, inputs, num_items_in_batch)
+    started = time.perf_counter()
+    tokenized, _ = tokenize_splits(task, splits, tokenizer, args.data)
+    timing["tokenize_seconds"] = time.perf_counter() - started
+    train_set, dev_set = tokenized["train"], tokenized["validation"]
 
-        class Clock(TrainerCallback):
-            def __init__(self) -> None:
-                self.begin = self.last = 0.0
-                self.epochs: list[dict] = []
-                self._epoch = 0.0
+    class MeasuredTrainer(Trainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            recorder(inputs)  # shapes only, in the main process, whatever the loader workers do
+            return super().training_step(model, inputs, num_items_in_batch)
 
-            def on_train_begin(self, *a, **k):
-                self.begin = self.last = time.perf_counter()
+    class Clock(TrainerCallback):
+        def __init__(self) -> None:
+            self.begin = self.last = self._epoch = 0.0
+            self.epochs: list[dict] = []
 
-            def on_epoch_begin(self, *a, **k):
-                self._epoch = time.perf_counter()
+        def on_train_begin(self, *a, **k):
+            self.begin = self.last = time.perf_counter()
 
-            def on_step_end(self, *a, **k):
-                self.last = time.perf_counter()
+        def on_epoch_begin(self, *a, **k):
+            self._epoch = time.perf_counter()
 
-            def on_epoch_end(self, *a, **k):
-                seconds = time.perf_counter() - self._epoch
-                self.epochs.append({"seconds": seconds, "rss_mib": current_rss_mib(), "peak_rss": peak_rss_mib()})
+        def on_step_end(self, *a, **k):
+            self.last = time.perf_counter()
 
-        def trainer(model, training_args, train_dataset, eval_dataset, callbacks=()):
-            # run.py's own builder (collator, metrics, standard callbacks); no early stopping: no evaluation
-            return build_trainer(
-                task, model, tokenizer, training_args, args.data, train_dataset, eval_dataset,
-                callbacks=callbacks, trainer_class=MeasuredTrainer,
-            )  # fmt: skip
+        def on_epoch_end(self, *a, **k):
+            seconds = time.perf_counter() - self._epoch
+            self.epochs.append({"seconds": seconds, "rss_mib": current_rss_mib(), "peak_rss": peak_rss_mib()})
 
-        fractions = spec.get("fractions") or [None]
-        if spec["warmup"]:
-            warm_args = parse_arguments([*argv, "--max_steps", str(spec["warmup"])]).training
-            warm = trainer(
-                copy.deepcopy(model), warm_args, tokenized["train"], tokenized["validation"].select(range(8))
-            )
-            if not spec.get("eval_only"):
-                warm.train()
-            warm.evaluate()
-            del warm
-        if spec.get("eval_only"):
-            result["train_seconds"] = None
+    def trainer(model, training_args, train_dataset, eval_dataset, callbacks=()) -> Trainer:
+        # run.py's own builder (collator, metrics, standard callbacks); no early stopping: no evaluation
+        return build_trainer(
+            task, model, tokenizer, training_args, args.data, train_dataset, eval_dataset,
+            callbacks=callbacks, trainer_class=MeasuredTrainer,
+        )  # fmt: skip
+
+    def train(model, training_args, train_dataset) -> tuple[Trainer, dict]:
+        """Train with the clock and a fresh batch recorder running; the trainer and the run's record."""
+        clock = Clock()
+        recorder.__init__()
+        t = trainer(model, training_args, train_dataset, dev_set, [clock])
+        loss = t.train().training_loss
+        return t, {
+            "set_size": len(train_dataset), "train_seconds": clock.last - clock.begin, "epochs": clock.epochs,
+            "loss": loss, "peak_rss_mib": peak_rss_mib(), **recorder.as_dict(),
+        }  # fmt: skip
+
+    if spec["warmup"]:
+        warm_args = parse_arguments([*argv, "--max_steps", str(spec["warmup"])]).training
+        warm = trainer(copy.deepcopy(model), warm_args, train_set, dev_set.select(range(8)))
+        if not spec.get("eval_only"):
+            warm.train()
+        warm.evaluate()
+        del warm
+    if spec.get("fractions"):  # only the smallest fraction runs all the spec's epochs (memory across epochs)
+        one_epoch = parse_arguments([*argv, "--num_train_epochs", "1"]).training
         runs = []
-        for fraction in fractions:
-            clock = Clock()
-            recorder.__init__()
-            train_set = tokenized["train"]
-            if fraction is not None:
-                train_set = train_set.select(range(max(1, round(fraction * len(train_set)))))
-                model_copy = copy.deepcopy(model)
-            else:
-                model_copy = model
-            run_args = training
-            if fraction is not None and fraction != fractions[0]:  # only the smallest runs 2 epochs (memory)
-                run_args = parse_arguments([*argv, "--num_train_epochs", "1"]).training
-            t = trainer(model_copy, run_args, train_set, tokenized["validation"], [clock])
-            if not spec.get("eval_only"):
-                train_result = t.train()
-                runs.append(
-                    {
-                        "fraction": fraction,
-                        "set_size": len(train_set),
-                        "train_seconds": clock.last - clock.begin,
-                        "epochs": clock.epochs,
-                        "loss": train_result.training_loss,
-                        "peak_rss_mib": peak_rss_mib(),
-                        **recorder.as_dict(),
-                    }
-                )
-        if fraction is not None:  # scaling run: no evaluation, one record per fraction
-            return {"scaling": runs, **timing, **result}
-        if runs:
-            result.update(train_seconds=runs[0]["train_seconds"], epoch_seconds=[e["seconds"] for e in clock.epochs])
-            result["epochs_detail"] = clock.epochs
-            result["steps"] = t.state.global_step
-        started = time.perf_counter()
-        metrics = t.evaluate()
-        result["eval_seconds"] = time.perf_counter() - started
-        result["eval_samples"] = len(tokenized["validation"])
-        result["eval_batch_size"] = training.per_device_eval_batch_size
-        result["dev"] = {k.removeprefix("eval_"): v for k, v in metrics.items() if isinstance(v, int | float)}
-        result["optimizer"] = str(training.optim)
-        result["dataloader"] = {
-            "workers": training.dataloader_num_workers,
-            "pin_memory": training.dataloader_pin_memory,
-        }
-        result.update(timing)
-    result.update(recorder.as_dict())
-    result["peak_rss_mib"] = peak_rss_mib()
-    shutil.rmtree(out, ignore_errors=True)
-    return result
+        for i, fraction in enumerate(spec["fractions"]):
+            subset = train_set.select(range(max(1, round(fraction * len(train_set)))))
+            runs.append({"fraction": fraction, **train(copy.deepcopy(model), one_epoch if i else training, subset)[1]})
+        return {"scaling": runs, **timing, **result}
+    if spec.get("eval_only"):
+        t = trainer(model, training, train_set, dev_set)
+        result["train_seconds"] = None
+    else:
+        t, run = train(model, training, train_set)
+        epochs = run["epochs"]
+        result.update(train_seconds=run["train_seconds"], epoch_seconds=[e["seconds"] for e in epochs])
+        result.update(epochs_detail=epochs, steps=t.state.global_step)
+    started = time.perf_counter()
+    metrics = t.evaluate()
+    result.update(
+        eval_seconds=time.perf_counter() - started,
+        eval_samples=len(dev_set),
+        eval_batch_size=training.per_device_eval_batch_size,
+        dev={k.removeprefix("eval_"): v for k, v in metrics.items() if isinstance(v, int | float)},
+        optimizer=str(training.optim),
+        dataloader={"workers": training.dataloader_num_workers, "pin_memory": training.dataloader_pin_memory},
+        **timing,
+    )
+    return {**result, **recorder.as_dict(), "peak_rss_mib": peak_rss_mib()}
 
 
 # --- orchestrator ----------------------------------------------------------------------------------
@@ -371,39 +366,68 @@ def run_worker(spec: dict, log: Path) -> dict:
 
 
 def machine() -> dict[str, Any]:
+    """The run's environment record (results.environment: git, python, packages), plus the hardware facts."""
     import torch
 
     from finetune_lab.hardware import cpu_has_fast_bf16, precision_defaults
+    from finetune_lab.results import environment
 
     cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    from finetune_lab.results import git_state
-
-    info = {
-        "git": git_state(ROOT),
+    with contextlib.suppress(OSError):
+        names = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
+        cpu = names[0].split(":", 1)[1].strip() if names else cpu
+    return {
+        **environment(),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_fast_bf16": cpu_has_fast_bf16(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "default_precision": precision_defaults(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
         "load_average_at_start": os.getloadavg(),
     }
-    try:
-        import transformers
 
-        info["transformers"] = transformers.__version__
-    except ImportError:
-        pass
-    return info
+
+def package_version(info: dict, name: str) -> str:
+    """A version from the machine record; JSONs written before it held results.environment() kept torch at the top."""
+    return (info.get("packages") or {}).get(name) or info.get(name) or "?"
+
+
+def machine_facts(info: dict, peaks: dict[str, float], force_slow_bf16: bool) -> dict[str, Any]:
+    """What the toggles' skip rules test, and the figures their reasons quote."""
+    gpu, bf16 = bool(info["gpu"]), bool(info["default_precision"].get("bf16"))
+    slow = peaks["bf16"] < peaks["fp32"] / 2 and not force_slow_bf16
+    gflops = {"bf16_gflops": peaks["bf16"] / 1e9, "fp32_gflops": peaks["fp32"] / 1e9}
+    return {"gpu": gpu, "cpu": not gpu, "bf16_default": bf16, "fp32_default": not bf16, "slow_bf16": slow, **gflops}
+
+
+def skip_reason(variant: str, facts: dict[str, Any]) -> str | None:
+    """Why `variant` is not run on this machine: its first skip rule that holds; None: run it."""
+    rules = TOGGLES.get(variant, {}).get("skip_when", {})
+    return next((why.format(**facts) for fact, why in rules.items() if facts[fact]), None)
+
+
+def plan_variants(tasks: list[str], opts: Any, config: dict, facts: dict, cache_dir: Path) -> tuple[list, dict]:
+    """The worker specs to run, task by task, and the variants skipped here with their reasons."""
+    plan: list[dict] = []
+    skipped: dict[str, str] = {}
+    for task in tasks:
+        wanted = QUICK_VARIANTS if opts.quick else NER_VARIANTS if task == "ner" else SENTIMENT_VARIANTS
+        if opts.variants:  # "default,fp32" for every task, "ner/compile" for one
+            chosen = [v for v in opts.variants.split(",") if "/" not in v or v.startswith(f"{task}/")]
+            wanted = [v.split("/", 1)[-1] for v in chosen]
+        for variant in wanted:
+            reason = skip_reason(variant, facts)
+            if reason:
+                skipped[variant] = reason
+                continue
+            toggle = TOGGLES.get(variant, {})
+            plan.append({
+                "kind": "train", "task": task, "variant": variant, "args": toggle.get("args", []),
+                "eval_only": toggle.get("eval_only", False), "cache_dir": str(cache_dir),
+                **{k: config[k] for k in ("train", "eval", "epochs", "warmup", "max_steps")},
+            })  # fmt: skip
+    return plan, skipped
 
 
 def summarize(values: list[float]) -> dict[str, float] | None:
@@ -440,20 +464,12 @@ def derive(run: dict, peaks: dict[str, float]) -> dict[str, Any]:
     return out
 
 
-def fmt(stat: dict | None, scale: float = 1.0, digits: int = 1) -> str:
-    if not stat:
-        return "-"
-    return f"{stat['median'] * scale:.{digits}f} [{stat['min'] * scale:.{digits}f}-{stat['max'] * scale:.{digits}f}]"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few steps per variant (smoke run)")
     parser.add_argument("--tasks", default="ner,sentiment")
     parser.add_argument(
-        "--variants",
-        default=None,
-        help="comma-separated subset (default: all for the task); TASK/VARIANT limits one to a task",
+        "--variants", help="comma-separated subset (default: all for the task); TASK/VARIANT limits one to a task"
     )
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--train", type=int, default=None, help="training sentences per variant")
@@ -470,12 +486,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if opts.worker:
         spec = json.loads(opts.worker)
-        result = worker_prep(spec) if spec["kind"] == "prep" else worker_train(spec)
+        with tempfile.TemporaryDirectory(prefix="bench-", ignore_cleanup_errors=True) as out:  # output_dir
+            result = (worker_prep if spec["kind"] == "prep" else worker_train)(spec, out)
         Path(opts.result).write_text(json.dumps(result, default=str))
         return 0
 
     if opts.markdown:
-        print(markdown_report(json.loads(Path(opts.markdown).read_text())))
+        print(report_text(json.loads(Path(opts.markdown).read_text()), "markdown"))
         return 0
 
     config = dict(QUICK if opts.quick else FULL)
@@ -491,57 +508,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
 
     info = machine()
-    print(f"machine: {info['cpu']}, {info['cores']} cores, GPU: {info['gpu'] or 'none'}; torch {info['torch']}")
+    gpu = info["gpu"] or "none"
+    print(f"machine: {info['cpu']}, {info['cores']} cores, GPU: {gpu}; torch {package_version(info, 'torch')}")
     peaks_raw = {name: matmul_peak(name, 0.5 if opts.quick else 2.0) for name in ("fp32", "bf16")}
     peaks = {name: p["flops"] for name, p in peaks_raw.items()}
     print("matmul peak: " + ", ".join(f"{p['dtype']} {p['flops'] / 1e9:.1f} GFLOP/s" for p in peaks_raw.values()))
-    default_bf16 = bool(info["default_precision"].get("bf16"))
-    slow_bf16 = peaks["bf16"] < peaks["fp32"] / 2
-
-    # Which switches apply here; the rest are listed with the reason they were not run.
-    skipped: dict[str, str] = {}
-    plan: list[dict] = []
-    for task in tasks:
-        everything = NER_VARIANTS if task == "ner" else SENTIMENT_VARIANTS
-        wanted = QUICK_VARIANTS if opts.quick else everything
-        if opts.variants:  # "default,fp32" for every task, "ner/compile" for one
-            chosen = [v for v in opts.variants.split(",") if "/" not in v or v.startswith(f"{task}/")]
-            wanted = [v.split("/", 1)[-1] for v in chosen]
-        for variant in wanted:
-            toggle = TOGGLES.get(variant, {})
-            if variant == "bf16" and default_bf16:
-                skipped[variant] = "bf16 is already the default here"
-                continue
-            if variant == "fp32" and not default_bf16:
-                skipped[variant] = "fp32 is already the default here"
-                continue
-            if variant == "bf16" and slow_bf16 and not opts.force_slow_bf16:
-                skipped[variant] = (
-                    f"bf16 matmul runs at {peaks['bf16'] / 1e9:.2f} GFLOP/s vs {peaks['fp32'] / 1e9:.1f} in fp32 "
-                    "(no native bf16 on this CPU): one training step would take minutes; --force-slow-bf16 runs it"
-                )
-                continue
-            if variant == "eval_batch_32" and not info["gpu"]:
-                skipped[variant] = "already the default on a CPU"
-                continue
-            if variant in ("workers2", "eval_batch_256", "pad8") and info["gpu"]:
-                skipped[variant] = "already the default on a GPU"
-                continue
-            if variant == "workers0" and not info["gpu"]:
-                skipped[variant] = "no workers is already the default on a CPU"
-                continue
-            if variant in ("pad8", "pad_off", "eager_attention", "cudnn_attention") and not info["gpu"]:
-                skipped[variant] = "a GPU switch (tensor-core shapes, attention kernels); not run on a CPU"
-                continue
-            if variant == "no_pin_memory" and not info["gpu"]:
-                skipped[variant] = "no accelerator: pinned memory does nothing on a CPU-only machine"
-                continue
-            spec = {
-                "kind": "train", "task": task, "variant": variant, "args": toggle.get("args", []),
-                "eval_only": toggle.get("eval_only", False), "cache_dir": str(cache_root / "train"),
-                **{k: config[k] for k in ("train", "eval", "epochs", "warmup", "max_steps")},
-            }  # fmt: skip
-            plan.append(spec)
+    facts = machine_facts(info, peaks, opts.force_slow_bf16)
+    plan, skipped = plan_variants(tasks, opts, config, facts, cache_root / "train")
     print(
         f"plan: {len(plan)} variants x {config['reps']} reps, interleaved; train {config['train']} / dev "
         f"{config['eval']} examples, {config['epochs']} epoch(s), warm-up {config['warmup']} steps"
@@ -576,9 +549,8 @@ def main(argv: list[str] | None = None) -> int:
         order = plan[rep % len(plan) :] + plan[: rep % len(plan)] if plan else []
         for spec in order:
             result = run_worker({**spec, "rep": rep}, log)
-            result["derived"] = derive(result, peaks)
+            result["derived"] = d = derive(result, peaks)
             runs.setdefault((spec["task"], spec["variant"]), []).append(result)
-            d = result["derived"]
             rate = f"{d['train_samples_per_s']:.1f} train samples/s" if d.get("train_samples_per_s") else ""
             rate += f" {d['eval_samples_per_s']:.1f} eval samples/s" if d.get("eval_samples_per_s") else ""
             print(f"  rep {rep + 1} {spec['task']:<9} {spec['variant']:<15} {rate or result.get('error', '')}")
@@ -595,17 +567,14 @@ def main(argv: list[str] | None = None) -> int:
             "train": config["scaling"], "eval": 8, "epochs": 2, "warmup": config["warmup"], "rep": 0,
             "max_steps": config["max_steps"], "fractions": list(SCALING_FRACTIONS),
         }  # fmt: skip
-        scaling = run_worker(spec, log)
-        for r in scaling.get("scaling", []):
-            per_epoch = ", ".join(f"{e['seconds']:.1f}s (RSS {e['rss_mib']:.0f} MiB)" for e in r["epochs"])
-            print(f"  scaling {r['fraction']:.0%} ({r['set_size']} sentences): epochs {per_epoch}")
+        scaling = run_worker(spec, log)  # its figures are in the summary below
 
-    report = build_report(config, info, peaks_raw, skipped, prep, runs, scaling, tasks)
+    report = build_report(config, info, peaks_raw, skipped, prep, runs, scaling)
     report["total_seconds"] = time.perf_counter() - started
     path = out_dir / f"bench-{stamp}{'-quick' if opts.quick else ''}.json"
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out_dir / f"latest{'-quick' if opts.quick else ''}.json").write_text(path.read_text())
-    print_table(report)
+    print("\n" + report_text(report, "text"))
     shutil.rmtree(cache_root, ignore_errors=True)
     print(f"\nwrote {path} ({report['total_seconds'] / 60:.1f} min; worker logs: {log})")
     return 0 if not report["errors"] else 1
@@ -617,29 +586,29 @@ def _prep_s(run: dict) -> str:
     return f"{run['load_seconds']:.2f}s load + {run['tokenize_seconds']:.2f}s tokenize"
 
 
-def build_report(config, info, peaks_raw, skipped, prep, runs, scaling, tasks) -> dict[str, Any]:
+# --- the report: JSON, then text or Markdown ------------------------------------------------------
+
+SUMMARIZED = (
+    "train_samples_per_s", "train_tokens_per_s", "eval_samples_per_s", "padding_fraction", "peak_rss_mib",
+    "prep_seconds", "achieved_gflops", "mfu", "mfu_vs_bf16_peak", "dev_metric",
+)  # fmt: skip
+
+
+def build_report(config, info, peaks_raw, skipped, prep, runs, scaling) -> dict[str, Any]:
     errors = [f"{task}/{variant}: {r['error']}" for (task, variant), rs in runs.items() for r in rs if "error" in r]
     variants: dict[str, dict[str, Any]] = {}
     for (task, variant), results in runs.items():
         derived = [r["derived"] for r in results]
-        base = runs.get((task, "baseline"), [])
+        base = [r["derived"] for r in runs.get((task, "baseline"), [])]
+        toggle = TOGGLES.get(variant, {})
         entry: dict[str, Any] = {
-            "what": TOGGLES.get(variant, {}).get("why")
-            or ("reference baseline" if variant == "baseline" else "default path"),
-            "args": TOGGLES.get(variant, {}).get("args", []),
+            "what": toggle.get("why") or ("reference baseline" if variant == "baseline" else "default path"),
+            "args": toggle.get("args", []),
+            **{key: summarize([d.get(key) for d in derived]) for key in SUMMARIZED},
         }
-        for key in (
-            "train_samples_per_s", "train_tokens_per_s", "eval_samples_per_s", "padding_fraction", "peak_rss_mib",
-            "prep_seconds", "achieved_gflops", "mfu", "mfu_vs_bf16_peak", "dev_metric",
-        ):  # fmt: skip
-            entry[key] = summarize([d.get(key) for d in derived])
         # Ratios within each repetition (same rep = same machine conditions), then the median.
         for key in ("train_samples_per_s", "eval_samples_per_s"):
-            ratios = [
-                d[key] / b["derived"][key]
-                for d, b in zip(derived, base, strict=False)
-                if d.get(key) and b.get("derived", {}).get(key)
-            ]
+            ratios = [d[key] / b[key] for d, b in zip(derived, base, strict=False) if d.get(key) and b.get(key)]
             entry[f"{key}_vs_baseline"] = summarize(ratios)
         entry["dev_metric_name"] = derived[0].get("dev_metric_name") if derived else None
         entry["raw"] = results
@@ -676,8 +645,12 @@ def build_report(config, info, peaks_raw, skipped, prep, runs, scaling, tasks) -
     }
 
 
-def median_text(stat: dict | None, scale: float = 1.0, digits: int = 1, suffix: str = "") -> str:
-    return f"{stat['median'] * scale:.{digits}f}{suffix}" if stat else "-"
+def stat_text(stat: dict | None, scale: float = 1.0, digits: int = 1, suffix: str = "", spread: bool = False) -> str:
+    """A summarize() result as its median (with [min-max] when `spread`); "-" when nothing was measured."""
+    if not stat:
+        return "-"
+    text = f"{stat['median'] * scale:.{digits}f}{suffix}"
+    return (text + f" [{stat['min'] * scale:.{digits}f}-{stat['max'] * scale:.{digits}f}]") if spread else text
 
 
 def prep_text(task: str, prep: dict) -> str | None:
@@ -686,81 +659,82 @@ def prep_text(task: str, prep: dict) -> str | None:
     if not (first and cached):
         return None
     total_first, total_cached = prep["first_total_s"], prep["cached_total_s"]
+    spread = {"digits": 2, "spread": True}
     return (
-        f"data prep {task}: tokenize {fmt(first, digits=2)} s first, {fmt(cached, digits=2)} s cached "
-        f"({cached['median'] / first['median']:.0%}); load + tokenize {fmt(total_first, digits=2)} s -> "
-        f"{fmt(total_cached, digits=2)} s ({total_cached['median'] / total_first['median']:.0%})"
+        f"data prep {task}: tokenize {stat_text(first, **spread)} s first, {stat_text(cached, **spread)} s cached "
+        f"({cached['median'] / first['median']:.0%}); load + tokenize {stat_text(total_first, **spread)} s -> "
+        f"{stat_text(total_cached, **spread)} s ({total_cached['median'] / total_first['median']:.0%})"
     )
 
 
-def print_table(report: dict) -> None:
-    peaks = report["matmul_peak"]
-    print(
-        "\nmatmul peak: "
-        + ", ".join(f"{name} {p['gflops']:.1f} GFLOP/s" for name, p in peaks.items())
-        + f"  (machine: {report['machine']['cpu']}, {report['machine']['cores']} cores"
-        + (f", {report['machine']['gpu']}" if report["machine"]["gpu"] else "")
-        + ")"
+def render(header: list[str], rows: list[list[str]], fmt: str) -> str:
+    """A table as Markdown (fmt="markdown") or as fixed-width text, first column left, the rest right-aligned."""
+    # TODO(merge): use finetune_lab.tables.render
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    widths = [max(map(len, column)) for column in zip(header, *rows, strict=True)]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in [header, *rows]
     )
-    for line in filter(None, (prep_text(task, p) for task, p in report["prep"].items())):
-        print(line)
-    header = (
-        f"\n{'variant':<22} {'train samples/s':>22} {'x base':>6} {'tokens/s':>8} {'eval samples/s':>20} "
-        f"{'x base':>6} {'pad':>4} {'RSS MiB':>7} {'prep s':>6} {'MFU':>5} {'dev':>6}"
-    )
-    print(header)
+
+
+# The variants table's columns, in row order: (Markdown header, stdout header); None: not shown there.
+# Markdown keeps the README's columns; stdout keeps to a terminal's width.
+COLUMNS = [
+    ("task / variant", "variant"), ("what", None), ("dtype", "dtype"), ("train samples/s", "train samples/s"),
+    ("x baseline", "x base"), ("real tokens/s", "tokens/s"), ("eval samples/s", "eval samples/s"),
+    ("eval x baseline", "x base"), ("padding", "pad"), ("peak RSS MiB", "RSS MiB"), (None, "prep s"), ("MFU", "MFU"),
+    ("MFU vs bf16 peak", None), ("dev F1 / acc", "dev"),
+]  # fmt: skip
+
+
+def variants_table(report: dict, fmt: str) -> str:
+    """One row per variant, built once, rendered with the format's columns."""
+    rows = []
     for name, v in report["variants"].items():
 
-        def med(key: str, scale: float = 1.0, digits: int = 1, v=v) -> str:
-            return median_text(v.get(key), scale, digits)
+        def stat(key: str, scale: float = 1.0, digits: int = 1, suffix: str = "", spread: bool = False, v=v) -> str:
+            return stat_text(v.get(key), scale, digits, suffix, spread)
 
-        print(
-            f"{name:<22} {fmt(v['train_samples_per_s']):>22} {med('train_samples_per_s_vs_baseline', digits=2):>6} "
-            f"{med('train_tokens_per_s', digits=0):>8} {fmt(v['eval_samples_per_s']):>20} "
-            f"{med('eval_samples_per_s_vs_baseline', digits=2):>6} {med('padding_fraction', 100, 0):>3}% "
-            f"{med('peak_rss_mib', digits=0):>7} {med('prep_seconds', digits=2):>6} {med('mfu', 100, 0):>4}% "
-            f"{med('dev_metric', digits=3):>6}"
-        )
-    for name, why in report["skipped"].items():
-        print(f"  not run: {name}: {why}")
-    for error in report["errors"]:
-        print(f"  ERROR {error}")
+        dtype = next((r.get("precision") for r in v.get("raw", []) if r.get("precision")), "fp32")
+        rows.append([
+            name, v["what"], dtype, stat("train_samples_per_s", spread=True),
+            stat("train_samples_per_s_vs_baseline", digits=2, suffix="x"), stat("train_tokens_per_s", digits=0),
+            stat("eval_samples_per_s", spread=True), stat("eval_samples_per_s_vs_baseline", digits=2, suffix="x"),
+            stat("padding_fraction", 100, 0, "%"), stat("peak_rss_mib", digits=0), stat("prep_seconds", digits=2),
+            stat("mfu", 100, 1, "%"), stat("mfu_vs_bf16_peak", 100, 1, "%"), stat("dev_metric", digits=3),
+        ])  # fmt: skip
+    side = 0 if fmt == "markdown" else 1
+    shown = {i: headers[side] for i, headers in enumerate(COLUMNS) if headers[side]}
+    return render(list(shown.values()), [[row[i] for i in shown] for row in rows], fmt)
 
 
-def markdown_report(report: dict) -> str:
-    """The README's speed section, rendered from a bench JSON (so no number is copied by hand)."""
+def report_text(report: dict, fmt: str) -> str:
+    """A finished run in words and one table: stdout's summary, or with fmt="markdown" the README's speed section
+    (rendered from a bench JSON, so no number is copied by hand)."""
+    from finetune_lab.hardware import precision_name
+
     m, config = report["machine"], report["config"]
     git = m.get("git") or {}
     commit = f"{git['commit'][:7]}{' (dirty tree)' if git.get('dirty') else ''}" if git.get("commit") else "unknown"
     peaks = ", ".join(f"{name} {p['gflops']:.1f} GFLOP/s" for name, p in report["matmul_peak"].items())
+    default_precision = precision_name(bool(m["default_precision"].get("bf16")), False)
     lines = [
-        f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; torch {m['torch']}, "
-        f"transformers {m.get('transformers', '?')}; default precision here: "
-        f"{'bf16' if m['default_precision'].get('bf16') else 'fp32'}. Commit {commit}.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; torch {package_version(m, 'torch')}, "
+        f"transformers {package_version(m, 'transformers')}; default precision here: {default_precision}. "
+        f"Commit {commit}.",
         f"Measured matmul peak: {peaks}. Each variant: {config['train']} training / {config['eval']} dev "
         f"sentences, {config['epochs']} epoch, {config['reps']} repetitions interleaved; "
         "median [min-max]; x baseline = median of per-repetition ratios.",
         "",
-        "| task / variant | what | dtype | train samples/s | x baseline | real tokens/s | eval samples/s | "
-        "eval x baseline | padding | peak RSS MiB | MFU | MFU vs bf16 peak | dev F1 / acc |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        variants_table(report, fmt),
+        "",
     ]
-    for name, v in report["variants"].items():
-
-        def med(key: str, scale: float = 1.0, digits: int = 1, suffix: str = "", v=v) -> str:
-            return median_text(v.get(key), scale, digits, suffix)
-
-        dtype = next((r.get("precision") for r in v.get("raw", []) if r.get("precision")), "fp32")
-        lines.append(
-            f"| {name} | {v['what']} | {dtype} | {fmt(v['train_samples_per_s'])} | "
-            f"{med('train_samples_per_s_vs_baseline', digits=2, suffix='x')} | {med('train_tokens_per_s', digits=0)} | "
-            f"{fmt(v['eval_samples_per_s'])} | {med('eval_samples_per_s_vs_baseline', digits=2, suffix='x')} | "
-            f"{med('padding_fraction', 100, 0, '%')} | {med('peak_rss_mib', digits=0)} | {med('mfu', 100, 1, '%')} | "
-            f"{med('mfu_vs_bf16_peak', 100, 1, '%')} | {med('dev_metric', digits=3)} |"
-        )
-    lines.append("")
-    for name, why in report["skipped"].items():
-        lines.append(f"- not run: `{name}`: {why}")
+    lines += [f"- not run: `{name}`: {why}" for name, why in report["skipped"].items()]
     prep_lines = filter(None, (prep_text(task, p) for task, p in report["prep"].items()))
     lines += [f"- {line} (whole data set, fresh process)" for line in prep_lines]
     scaling = (report.get("scaling") or {}).get("scaling") or []
