@@ -667,21 +667,6 @@ def prep_text(task: str, prep: dict) -> str | None:
     )
 
 
-def render(header: list[str], rows: list[list[str]], fmt: str) -> str:
-    """A table as Markdown (fmt="markdown") or as fixed-width text, first column left, the rest right-aligned."""
-    # TODO(merge): use finetune_lab.tables.render
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-    widths = [max(map(len, column)) for column in zip(header, *rows, strict=True)]
-    return "\n".join(
-        "  ".join(
-            cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in [header, *rows]
-    )
-
-
 # The variants table's columns, in row order: (Markdown header, stdout header); None: not shown there.
 # Markdown keeps the README's columns; stdout keeps to a terminal's width.
 COLUMNS = [
@@ -710,7 +695,12 @@ def variants_table(report: dict, fmt: str) -> str:
         ])  # fmt: skip
     side = 0 if fmt == "markdown" else 1
     shown = {i: headers[side] for i, headers in enumerate(COLUMNS) if headers[side]}
-    return render(list(shown.values()), [[row[i] for i in shown] for row in rows], fmt)
+    from finetune_lab.tables import render
+
+    header = list(shown.values())
+    # Markdown keeps plain `---` rules (the README's table); text right-aligns the numbers.
+    align = "" if fmt == "markdown" else "l" + "r" * (len(header) - 1)
+    return render(header, [[row[i] for i in shown] for row in rows], fmt, align=align)
 
 
 def report_text(report: dict, fmt: str) -> str:
