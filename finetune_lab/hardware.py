@@ -53,8 +53,8 @@ def loader_defaults() -> dict[str, Any]:
     eval batch fills it, and padding to a multiple of 8 gives tensor-core shapes and 8x fewer
     distinct shapes (7.3x faster bf16 NER training on an H100 while cuDNN attention was on,
     `make bench`). On a CPU the same 2 cores that compute would also collate, so workers stay off
-    and the Trainer defaults (no workers, eval batch 64, no padding multiple) stand; `make bench`
-    measures both settings on the machine it runs on.
+    and the CPU settings stand (no workers, eval batch 32 from arguments.BASE_DEFAULTS, no padding
+    multiple); `make bench` measures both settings on the machine it runs on.
     """
     if torch.cuda.is_available():
         return {

@@ -40,3 +40,10 @@ def test_compare_passes_runs_dir():
     lines = make("-n", "compare", "RUNS_DIR=/some/where", "ARGS=--task ner --format markdown")
     assert lines == [".venv/bin/python -m finetune_lab.compare /some/where --task ner --format markdown"]
     assert make("-n", "compare") == [".venv/bin/python -m finetune_lab.compare outputs "]
+
+
+def test_every_registered_task_has_a_make_target():
+    from tasks import REGISTRY
+
+    for task in REGISTRY:
+        assert [line.split() for line in make(task, "ACCELERATE=echo")] == [["run.py", "--task", task]]
