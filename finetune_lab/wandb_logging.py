@@ -217,7 +217,8 @@ def log_model_artifact(run, model_dir: Path, metadata: dict[str, Any] | None = N
     name = re.sub(r"[^A-Za-z0-9._-]", "-", f"model-{run.name}")
     artifact = wandb.Artifact(name=name, type="model", metadata=metadata or {})
     for path in sorted(model_dir.iterdir()):
-        if path.is_file() and path.suffix != ".bin":  # training_args.bin is a pickle: not part of the model
+        # training_args.bin is a pickle, not part of the model; dot files (the run's lock) are not either
+        if path.is_file() and path.suffix != ".bin" and not path.name.startswith("."):
             artifact.add_file(str(path), name=path.name)
     run.log_artifact(artifact, aliases=["best"])
     return artifact

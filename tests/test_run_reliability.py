@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from safetensors.torch import load_file
 
 import finetune_lab.callbacks as callbacks
 from finetune_lab.errors import TrainingError, UsageError
-from finetune_lab.rundir import COMPLETE_MARKER
+from finetune_lab.rundir import COMPLETE_MARKER, LOCK_NAME
 from run import main
 from tests.conftest import wandb_inspect
 
@@ -67,6 +69,24 @@ run.cli()
 """
 
 
+# Runs run.py, but at optimizer step PAUSE_AT_STEP touches the file PAUSED and waits for the file GO_ON.
+PAUSER = """
+import os, sys, time
+from pathlib import Path
+sys.path.insert(0, {root!r})
+import finetune_lab.callbacks as callbacks
+def on_step_end(self, args, state, control, **kwargs):
+    if state.global_step == int(os.environ["PAUSE_AT_STEP"]):
+        Path(os.environ["PAUSED"]).touch()
+        while not Path(os.environ["GO_ON"]).exists():
+            time.sleep(0.1)
+callbacks.EpochTimer.on_step_end = on_step_end
+sys.argv = ["run.py", *sys.argv[1:]]
+import run
+run.cli()
+"""
+
+
 def comparable(metrics: dict) -> dict:
     """Metrics without the timing entries, which differ from run to run."""
     return {k: v for k, v in metrics.items() if not any(t in k for t in ("runtime", "per_second", "_time"))}
@@ -77,17 +97,14 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tiny_model_dir, capf
     reference = main([*common, "--output_dir", "runs/straight"])
 
     env = {**os.environ, "KILL_AT_STEP": "15"}  # mid-epoch 2, after checkpoint-12
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLER.format(root=str(ROOT)), *common, "--output_dir", "runs/k"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert killed.returncode == -9, killed.stderr[-2000:]
+    command = [sys.executable, "-c", KILLER.format(root=str(ROOT)), *common, "--output_dir", "runs/k"]
+    killed = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = killed.communicate(timeout=300)
+    assert killed.returncode == -9, err[-2000:]
     run_dir = Path("runs/k")
     assert not (run_dir / "results.json").exists()
     assert (run_dir / "checkpoint-12" / COMPLETE_MARKER).exists()
+    assert (run_dir / LOCK_NAME).read_text().startswith(f"process {killed.pid} on ")  # left behind by kill -9
     # A save cut short by the kill: newer than any complete checkpoint, so it must be skipped.
     torn = run_dir / "checkpoint-18"
     torn.mkdir()
@@ -95,7 +112,8 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tiny_model_dir, capf
 
     with pytest.raises(UsageError, match="holds checkpoints of an unfinished run; pass --resume"):
         main([*common, "--output_dir", "runs/k"])
-    capfd.readouterr()
+    took_over = capfd.readouterr().out
+    assert not (run_dir / LOCK_NAME).exists()  # released by the run that stopped
     steps_run = []  # optimizer steps taken by the resumed process itself
 
     def count_step(self, args, state, control, **kwargs):
@@ -108,6 +126,9 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tiny_model_dir, capf
     assert "resume: removing checkpoint-18, left incomplete by an interrupted save" in printed
     assert "resume: continuing from runs/k/checkpoint-12" in printed
     assert steps_run == list(range(13, 25))
+    # the lock the killed run left behind was taken over, and said so
+    assert f"runs/k: taking over the lock left by process {killed.pid} on " in took_over
+    assert "which is no longer running" in took_over
 
     assert comparable(resumed["dev"]) == pytest.approx(comparable(reference["dev"]), abs=1e-6)
     assert comparable(resumed["test"]) == pytest.approx(comparable(reference["test"]), abs=1e-6)
@@ -116,6 +137,105 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tiny_model_dir, capf
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_a_second_run_into_a_busy_run_folder_stops_at_once(tiny_model_dir, capfd, tmp_path):
+    common = [*TINY_RUN, "--model_name_or_path", str(tiny_model_dir), "--num_train_epochs", "1"]
+    common += ["--output_dir", "runs/busy"]
+    paused, go_on = tmp_path / "paused", tmp_path / "go-on"
+    env = {**os.environ, "PAUSE_AT_STEP": "3", "PAUSED": str(paused), "GO_ON": str(go_on)}
+    command = [sys.executable, "-c", PAUSER.format(root=str(ROOT)), *common]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not paused.exists():  # the first run is training (step 3, before its first checkpoint)
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()[1][-3000:]
+            time.sleep(0.2)
+        for extra in ([], ["--overwrite_output_dir", "true"]):  # overwriting is no way into a running run
+            with pytest.raises(UsageError, match=rf"runs/busy is in use by another run \(process {first.pid} on "):
+                main([*common, *extra])
+        assert "data:" not in capfd.readouterr().out  # stopped at once: no data loaded, nothing trained
+        go_on.touch()
+        out, err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, err[-3000:]
+    saved = json.loads(Path("runs/busy/results.json").read_text())  # the first run's, whole
+    assert saved["train"]["steps"] == 12 and saved["train"]["loss"] > 0
+    assert not (Path("runs/busy") / LOCK_NAME).exists()  # the lock went with the run
+
+
+def test_resume_of_a_finished_run_rewrites_nothing(tiny_model_dir, capfd):
+    run_dir = Path("runs/finished")
+    run_dir.mkdir(parents=True)
+    saved = {"task": "sentiment", "train": {"loss": 0.6123, "samples_per_second": 812.5}, "dev": {"accuracy": 0.71}}
+    (run_dir / "results.json").write_text(json.dumps(saved))
+    stamp = (run_dir / "results.json").stat().st_mtime_ns
+    for extra in ([], ["--overwrite_output_dir", "true"]):
+        returned = main(
+            [*TINY_RUN, "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(run_dir)]
+            + [
+                "--resume",
+                *extra,
+            ]
+        )
+        printed = capfd.readouterr().out
+        assert returned == saved
+        message = "runs/finished holds a finished run, nothing to resume; its results are in runs/finished/results.json"
+        assert message in printed
+        assert "data:" not in printed
+    assert json.loads((run_dir / "results.json").read_text()) == saved
+    assert (run_dir / "results.json").stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in run_dir.iterdir()) == ["results.json"]
+
+
+def without_root_override() -> None:
+    """In the child before exec: drop the capabilities that let root write and read past file modes
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so a read-only folder is read-only to it as to any user."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_an_unwritable_output_folder_stops_the_run_before_it_starts(tiny_model_dir, tmp_path):
+    """Folders the user cannot write to: an existing run folder (the old code trained until its first
+    checkpoint), a new run folder inside one, and a run folder that still holds the lock file of a
+    killed run (a file the user can write)."""
+    read_only, old_run = tmp_path / "read-only", tmp_path / "old-run"
+    read_only.mkdir()
+    old_run.mkdir()
+    (old_run / LOCK_NAME).write_text(f"process 999999999 on {os.uname().nodename}\n")
+    as_root = os.geteuid() == 0
+    if as_root and subprocess.run(["true"], preexec_fn=without_root_override).returncode != 0:
+        pytest.skip("running as root, and root's permission override cannot be dropped here")
+    command = [sys.executable, str(ROOT / "run.py"), *TINY_RUN, "--num_train_epochs", "1"]
+    command += ["--model_name_or_path", str(tiny_model_dir)]
+    runs = {}
+    try:
+        for folder in (read_only, old_run):
+            folder.chmod(0o555)
+        for run_dir in (read_only, read_only / "run", old_run):
+            runs[run_dir] = subprocess.run(
+                [*command, "--output_dir", str(run_dir)],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                preexec_fn=without_root_override if as_root else None,
+            )
+    finally:
+        for folder in (read_only, old_run):
+            folder.chmod(0o755)
+    for run_dir, done in runs.items():
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert done.stderr.strip() == (
+            f"run.py: error: --output_dir {run_dir} is not writable (Permission denied); choose another "
+            "--output_dir or fix its permissions"
+        )
+        assert "data:" not in done.stdout  # before loading any data, let alone training an epoch
+    assert sorted(p.name for p in old_run.iterdir()) == [LOCK_NAME]
 
 
 def test_same_seed_same_config_gives_identical_metrics(tiny_model_dir):
@@ -151,6 +271,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_good_checkpoint(tiny_
     weights = load_file("runs/nan/checkpoint-6/model.safetensors")
     assert all(torch.isfinite(t).all() for t in weights.values())
     assert not Path("runs/nan/results.json").exists()
+    assert not (Path("runs/nan") / LOCK_NAME).exists()  # the lock goes with the run, however it ends
 
 
 def test_planted_secrets_appear_nowhere(tiny_model_dir, capfd, monkeypatch, tmp_path):
