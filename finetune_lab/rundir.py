@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
+import json
 import os
 import shutil
 import socket
@@ -16,9 +18,11 @@ from typing import Any
 
 from finetune_lab.errors import UsageError
 from finetune_lab.modeling import model_label
+from finetune_lab.results import atomic_write_text
 
 # Written into a checkpoint folder only after Trainer has saved all of it (model, optimizer,
 # scheduler, RNG, trainer state): a folder without it was cut short by a kill and is never resumed.
+# It holds each file's size and SHA-256, so a file damaged later is caught before --resume loads it.
 COMPLETE_MARKER = "checkpoint-complete"
 CHECKPOINT_PREFIX = "checkpoint-"
 # The run folder's owner (process id and host): one run per folder at a time. Removed when the run ends.
@@ -216,30 +220,91 @@ def claim_run_dir(args: Any) -> Iterator[Path]:
                 run_dir.rmdir()  # only if empty
 
 
+# Checkpoints ------------------------------------------------------------------------------------
+
+
 def _checkpoints(run_dir: Path) -> list[Path]:
     """checkpoint-N folders, oldest first."""
     found = [p for p in run_dir.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
-def latest_complete_checkpoint(run_dir: Path) -> str | None:
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoints with a completion marker, oldest first."""
     complete = [p for p in _checkpoints(run_dir) if (p / COMPLETE_MARKER).exists()]
+    return complete
+
+
+def latest_complete_checkpoint(run_dir: Path) -> str | None:
+    complete = complete_checkpoints(run_dir)
     return str(complete[-1]) if complete else None
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def mark_checkpoint_complete(folder: Path, step: int) -> None:
+    """Write the completion marker: the step, and each file's size and SHA-256 (about 1.5 GB/s)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != COMPLETE_MARKER)
+    record = {
+        "step": step,
+        "files": {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files},
+    }
+    atomic_write_text(folder / COMPLETE_MARKER, json.dumps(record, indent=1) + "\n")
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why a marked checkpoint cannot be resumed from (a file missing, cut short or changed), or None."""
+    try:
+        record = json.loads((folder / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no completion marker"
+    except (ValueError, UnicodeDecodeError):
+        return None  # a marker from before checksums ("step N"): trusted, as it was then
+    files = record.get("files", {}) if isinstance(record, dict) else {}
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != expected["bytes"]:
+            return f"{name} has {size:,} bytes, {expected['bytes']:,} when it was saved"
+    for name, expected in files.items():
+        if _sha256(folder / name) != expected["sha256"]:
+            return f"{name} does not match the checksum it was saved with"
+    return None
+
+
 def resume_checkpoint(args: Any, run_dir: Path) -> str | None:
-    """With --resume: the newest complete checkpoint (half-written ones are removed), else None."""
+    """With --resume: the newest complete checkpoint whose files match their checksums, else None.
+
+    Half-written checkpoints (no marker) and damaged ones are removed, each said with its reason.
+    The main process decides; every process gets its answer.
+    """
     if not args.run.resume or not run_dir.is_dir():
         return None
-    main_process = args.training.process_index == 0
-    last = latest_complete_checkpoint(run_dir)
-    for folder in _checkpoints(run_dir):
-        if not (folder / COMPLETE_MARKER).exists() and main_process:
-            print(f"resume: removing {folder.name}, left incomplete by an interrupted save")
+    training = args.training
+    last = None
+    if training.process_index == 0:
+        complete = complete_checkpoints(run_dir)
+        for folder in _checkpoints(run_dir):
+            if folder not in complete:
+                print(f"resume: removing {folder.name}, left incomplete by an interrupted save")
+                shutil.rmtree(folder, ignore_errors=True)
+        for folder in reversed(complete):
+            problem = checkpoint_problem(folder)
+            if problem is None:
+                last = str(folder)
+                break
+            print(f"resume: skipping {folder.name} ({problem}); removing it")
             shutil.rmtree(folder, ignore_errors=True)
-    if main_process:
         print(f"resume: continuing from {last}" if last else f"resume: no complete checkpoint in {run_dir}, starting")
-    return last
+    return _broadcast_from_main(last, training.world_size)
 
 
 def save_model_atomically(trainer: Any, run_dir: Path) -> None:

@@ -109,6 +109,11 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tiny_model_dir, capf
     torn = run_dir / "checkpoint-18"
     torn.mkdir()
     (torn / "model.safetensors").write_bytes(b"\x00" * 10)
+    # A complete checkpoint damaged afterwards (a full disk, a bad copy): cut short, so resume falls back to 6.
+    damaged = run_dir / "checkpoint-12" / "model.safetensors"
+    size = damaged.stat().st_size
+    with open(damaged, "r+b") as handle:
+        handle.truncate(size // 2)
 
     with pytest.raises(UsageError, match="holds checkpoints of an unfinished run; pass --resume"):
         main([*common, "--output_dir", "runs/k"])
@@ -122,10 +127,12 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tiny_model_dir, capf
     monkeypatch.setattr(callbacks.EpochTimer, "on_step_end", count_step)
     resumed = main([*common, "--output_dir", "runs/k", "--resume"])
     printed = capfd.readouterr().out
-    # it resumed (a fresh start would reach the same weights too): from 12, past the torn 18
+    # it resumed (a fresh start would reach the same weights too): from 6, past the torn 18 and the damaged 12
     assert "resume: removing checkpoint-18, left incomplete by an interrupted save" in printed
-    assert "resume: continuing from runs/k/checkpoint-12" in printed
-    assert steps_run == list(range(13, 25))
+    half = f"{size // 2:,} bytes, {size:,} when it was saved"
+    assert f"resume: skipping checkpoint-12 (model.safetensors has {half}); removing it" in printed
+    assert "resume: continuing from runs/k/checkpoint-6" in printed
+    assert steps_run == list(range(7, 25))
     # the lock the killed run left behind was taken over, and said so
     assert f"runs/k: taking over the lock left by process {killed.pid} on " in took_over
     assert "which is no longer running" in took_over
