@@ -24,12 +24,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers import set_seed
 
     from finetune_lab.arguments import parse_arguments
-    from finetune_lab.results import environment
+    from finetune_lab.results import environment, move_hub_token_to_environment
     from finetune_lab.rundir import RunFinished, claim_run_dir
 
     # 1. parse
     args = parse_arguments(argv)
     training = args.training
+    move_hub_token_to_environment(training)  # so it is never pickled into training_args.bin
     code_state = environment()  # now, not at the end: the commit that is running, not a later one
     set_seed(training.seed)
     try:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -281,43 +284,77 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_good_checkpoint(tiny_
     assert not (Path("runs/nan") / LOCK_NAME).exists()  # the lock goes with the run, however it ends
 
 
-def test_planted_secrets_appear_nowhere(tiny_model_dir, capfd, monkeypatch, tmp_path):
+def written_contents(path: Path):
+    """A file's bytes, and for an archive (torch.save's zip, gzip) also each member's bytes unpacked."""
+    raw = path.read_bytes()
+    yield raw
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                yield archive.read(name)
+    if raw[:2] == b"\x1f\x8b":
+        yield gzip.decompress(raw)
+
+
+def secret_pieces(secret: str) -> list[bytes]:
+    """The secret, and its first and last 16 characters: a file format may split a string in two (W&B's
+    run log cuts records into 32 KiB blocks), and one of the two parts then holds one of these pieces."""
+    assert len(secret) >= 32
+    return [secret.encode(), secret[:16].encode(), secret[-16:].encode()]
+
+
+def test_planted_secrets_appear_nowhere(tiny_model_dir, run_cli, monkeypatch, tmp_path):
+    """Secrets on the command line and in the environment, run as users run it (a process of its own):
+    no byte of any file the run writes holds one (run folder, checkpoints, W&B, caches, home, temp)."""
     key = "fake-wandb-key-0123456789abcdef0123"
-    token = "hf_fakeTokenABCDEFGHIJKLMNOP123456"
+    env_token = "hf_fakeEnvTokenABCDEFGHIJKLMNOP1234"
+    argv_token = "hf_fakeArgvTokenQRSTUVWXYZabcdef5678"
     monkeypatch.setenv("WANDB_API_KEY", key)
-    monkeypatch.setenv("HF_TOKEN", token)
+    monkeypatch.setenv("HF_TOKEN", env_token)
     monkeypatch.setenv("WANDB_MODE", "offline")  # a key is set, but there is no network here
-    main(
-        [
-            *TINY_RUN,
-            "--model_name_or_path",
-            str(tiny_model_dir),
-            "--num_train_epochs",
-            "1",
-            "--report_to",
-            "wandb",
-            "--hub_token",
-            token,
-            "--notes",
-            f"my key is {key}",
-            "--output_dir",
-            "runs/secret",
-        ]
+    for name in ("HOME", "HF_HOME", "XDG_CACHE_HOME", "TMPDIR"):  # every write lands under tmp_path
+        (tmp_path / name.lower()).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    done = run_cli(
+        *TINY_RUN,
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--num_train_epochs",
+        "1",
+        "--report_to",
+        "wandb",
+        "--wandb_log_model",
+        "true",
+        "--hub_token",
+        argv_token,
+        "--notes",
+        f"my key is {key}, my tokens {env_token} and {argv_token}",
+        "--output_dir",
+        "runs/secret",
     )
-    printed = capfd.readouterr()
-    results = Path("runs/secret/results.json").read_text()
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = sorted(p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink())
+    names = {str(p.relative_to(tmp_path)) for p in written}
+    # it did write what holds the command line and the options: pickled arguments, W&B run file and logs
+    assert {"runs/secret/training_args.bin", "runs/secret/checkpoint-12/training_args.bin"} <= names
+    assert {"runs/secret/results.json", "runs/secret/checkpoint-12/trainer_state.json"} <= names
+    wandb_files = {n.split("/", 2)[-1] for n in names if n.startswith("wandb/offline-run-")}
+    assert {"files/output.log", "logs/debug.log", "logs/debug-internal.log"} <= wandb_files
     run_dirs = list(tmp_path.glob("wandb/offline-run-*"))
     assert len(run_dirs) == 1
+    # The W&B run file (what `wandb sync` uploads) records the command line: still, but without the secrets.
+    [run_file] = run_dirs[0].glob("*.wandb")
+    recorded = run_file.read_bytes()
+    assert re.search(rb"--hub_token..<redacted>", recorded, re.DOTALL)  # protobuf strings: tag, length, bytes
+    assert b"my key is <redacted>, my tokens <redacted> and <redacted>" in recorded
     inspected = wandb_inspect(run_dirs[0], "--summary", "--json")
     assert json.loads(inspected)["config"]["task"] == "sentiment"  # the reader did read the config
-    for where, text in {
-        "stdout": printed.out,
-        "stderr": printed.err,
-        "results.json": results,
-        "W&B config": inspected,
-    }.items():
-        assert key not in text, where
-        assert token not in text, where
+    sources = {"stdout": [done.stdout.encode()], "stderr": [done.stderr.encode()], "W&B config": [inspected.encode()]}
+    sources.update({str(p.relative_to(tmp_path)): list(written_contents(p)) for p in written})
+    for secret in (key, env_token, argv_token):
+        for piece in secret_pieces(secret):
+            leaks = [where for where, contents in sources.items() if any(piece in c for c in contents)]
+            assert not leaks, (secret, piece, leaks)
 
 
 def test_trust_remote_code_is_off_and_pickled_weights_are_refused(tiny_model_dir, tmp_path):

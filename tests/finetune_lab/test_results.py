@@ -8,7 +8,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from finetune_lab.results import REDACTED, environment, redact, write_json
+from finetune_lab.results import (
+    REDACTED,
+    environment,
+    move_hub_token_to_environment,
+    redact,
+    redact_argv,
+    write_json,
+)
 from finetune_lab.rundir import save_model_atomically
 
 
@@ -88,3 +95,34 @@ def test_environment_names_library_versions():
     env = environment()
     assert env["packages"]["torch"] and env["packages"]["transformers"]
     assert set(env["git"]) == {"commit", "dirty"}
+
+
+def test_secret_options_and_values_are_redacted_from_a_command_line(monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "fake-key-0123456789abcdef")
+    argv = ["--task", "ner", "--hub_token", "hf_abc", "--hub-token=hf_def", "--notes", "fake-key-0123456789abcdef!"]
+    argv += ["--token_accuracy_goal", "0.9", "--api_key"]
+    assert redact_argv(argv) == [
+        "--task",
+        "ner",
+        "--hub_token",
+        REDACTED,
+        f"--hub-token={REDACTED}",
+        "--notes",
+        f"{REDACTED}!",
+        "--token_accuracy_goal",
+        "0.9",
+        "--api_key",
+    ]
+
+
+def test_the_hub_token_leaves_the_training_arguments_for_the_environment(monkeypatch):
+    from huggingface_hub import get_token
+    from transformers import TrainingArguments
+
+    monkeypatch.setenv("HF_TOKEN", "hf_fromTheEnvironment0123456789")
+    training = TrainingArguments(output_dir="unused", hub_token="hf_fromTheCommandLine0123456789", report_to=[])
+    move_hub_token_to_environment(training)
+    assert training.hub_token is None  # Trainer pickles these arguments into every training_args.bin
+    assert get_token() == "hf_fromTheCommandLine0123456789"  # what --push_to_hub uses when hub_token is None
+    clean = json.dumps(redact({"notes": "hf_fromTheEnvironment0123456789 hf_fromTheCommandLine0123456789"}))
+    assert "hf_from" not in clean  # both stay known as secrets
