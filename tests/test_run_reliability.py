@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import finetune_lab.callbacks as callbacks
 from finetune_lab.errors import TrainingError, UsageError
@@ -149,6 +150,14 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tiny_model_dir, capf
         torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-5, msg=name)
 
 
+def git_says(folder: Path) -> dict:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True)
+    if head.returncode != 0:
+        return {"commit": None, "dirty": None}
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder, capture_output=True)
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
 def test_a_second_run_into_a_busy_run_folder_stops_at_once(tiny_model_dir, capfd, tmp_path):
     common = [*TINY_RUN, "--model_name_or_path", str(tiny_model_dir), "--num_train_epochs", "1"]
     common += ["--output_dir", "runs/busy"]
@@ -259,7 +268,8 @@ def test_same_seed_same_config_gives_identical_metrics(tiny_model_dir):
     assert set(saved["data"]["checksums"]) == {"train", "validation", "test"}
     assert saved["data"]["checksums"] == second["data"]["checksums"]
     assert saved["options"]["training"]["seed"] == 42 and saved["options"]["data"]["max_train_samples"] == 192
-    assert set(saved["environment"]["git"]) == {"commit", "dirty"}
+    # the commit and dirtiness git itself reports for the checkout that ran (None outside a git checkout)
+    assert saved["environment"]["git"] == git_says(ROOT)
     assert saved["environment"]["packages"]["torch"]
 
 
@@ -360,7 +370,8 @@ def test_planted_secrets_appear_nowhere(tiny_model_dir, run_cli, monkeypatch, tm
 def test_trust_remote_code_is_off_and_pickled_weights_are_refused(tiny_model_dir, tmp_path):
     from transformers import BertModel
 
-    from finetune_lab.arguments import parse_arguments
+    from finetune_lab.arguments import ModelArguments, parse_arguments
+    from finetune_lab.modeling import build_model
 
     assert parse_arguments(["--task", "ner"]).model.trust_remote_code is False
     pickled = tmp_path / "pickled-model"  # the same model as a pickled .bin: loading it may run code
@@ -369,8 +380,17 @@ def test_trust_remote_code_is_off_and_pickled_weights_are_refused(tiny_model_dir
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         (pickled / name).write_bytes((tiny_model_dir / name).read_bytes())
     assert not list(pickled.glob("*.safetensors"))
-    with pytest.raises(UsageError, match="cannot load --model_name_or_path"):
+    # refused for being a pickle, not for anything else wrong with the folder
+    with pytest.raises(UsageError, match=r"cannot load --model_name_or_path .*no file named model\.safetensors"):
         main([*TINY_RUN, "--model_name_or_path", str(pickled), "--output_dir", "runs/pickled"])
+    assert not Path("runs/pickled/results.json").exists()
+    # the same folder with the same weights as safetensors loads: the format was the only thing refused
+    weights = {k: v.contiguous() for k, v in torch.load(pickled / "pytorch_model.bin", weights_only=True).items()}
+    save_file(weights, pickled / "model.safetensors")
+    built = build_model(parse_arguments(["--task", "sentiment"]).task, ModelArguments(str(pickled)), None)
+    loaded = built.model.base_model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in weights.items() if k in loaded)
+    assert set(weights) <= set(loaded)
 
 
 def test_two_processes_report_the_same_metrics_as_one_from_the_same_weights(tiny_model_dir, run_cli):
@@ -403,3 +423,43 @@ def test_two_processes_report_the_same_metrics_as_one_from_the_same_weights(tiny
         # batch is inside one such mean: close, not exact. Every prediction-based metric is exact.
         assert scores_two.pop("loss") == pytest.approx(scores_one.pop("loss"), rel=1e-2), split
         assert scores_two == pytest.approx(scores_one, abs=1e-9), split
+
+
+def test_two_processes_with_batch_16_train_like_one_with_batch_32(tiny_model_dir, run_cli, tmp_path):
+    """DDP averages the two processes' gradients: each step sees the same 32 examples as one process
+    with batch 32, so the loss trajectory is the same up to float rounding.
+
+    Two settings make that exact: dropout off (each process draws its own dropout masks) and
+    `--train_sampling_strategy random` (shuffled, the same permutation cut into per-process batches).
+    The default, group_by_length, cannot match: it builds batches of the per-device size from
+    length-sorted chunks, so two processes' batches of 16 are not the one process's batch of 32.
+    """
+    from transformers import BertConfig
+
+    model = tmp_path / "no-dropout"
+    shutil.copytree(tiny_model_dir, model)
+    config = BertConfig.from_pretrained(model)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    config.save_pretrained(model)
+    common = ["--task", "sentiment", "--model_name_or_path", str(model), "--train_sampling_strategy", "random"]
+    common += ["--max_train_samples", "192", "--max_eval_samples", "48", "--max_test_samples", "16"]
+    common += ["--num_train_epochs", "2", "--learning_rate", "5e-3", "--logging_steps", "1", "--report_to", "none"]
+    common += ["--disable_tqdm", "true"]
+    one = main([*common, "--per_device_train_batch_size", "32", "--output_dir", "runs/one"])
+    launcher = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2"]
+    done = run_cli(*common, "--per_device_train_batch_size", "16", "--output_dir", "runs/two", launcher=launcher)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads(Path("runs/two/results.json").read_text())
+    assert one["processes"] == 1 and two["processes"] == 2
+    assert [e["step"] for e in two["train_history"]] == [e["step"] for e in one["train_history"]] == list(range(1, 13))
+    losses_one = [e["loss"] for e in one["train_history"]]
+    losses_two = [e["loss"] for e in two["train_history"]]
+    assert losses_two == pytest.approx(losses_one, abs=1e-5)
+    assert max(losses_one) - min(losses_one) > 1e-3  # a trajectory, not a flat line that anything would match
+    assert two["train"]["steps"] == one["train"]["steps"] == 12
+    for split in ("dev", "test"):
+        scores_two, scores_one = comparable(two[split]), comparable(one[split])
+        # the loss averages per-batch means (48 = 32 + 16 in one process, 24 + 24 in two): close, not exact
+        assert scores_two.pop("loss") == pytest.approx(scores_one.pop("loss"), rel=1e-2), split
+        assert scores_two == pytest.approx(scores_one, abs=1e-9), split
+    assert not (Path("runs/two") / LOCK_NAME).exists()  # the main process owned the folder, and let it go

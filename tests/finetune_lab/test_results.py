@@ -11,6 +11,7 @@ import pytest
 from finetune_lab.results import (
     REDACTED,
     environment,
+    git_state,
     move_hub_token_to_environment,
     redact,
     redact_argv,
@@ -126,3 +127,25 @@ def test_the_hub_token_leaves_the_training_arguments_for_the_environment(monkeyp
     assert get_token() == "hf_fromTheCommandLine0123456789"  # what --push_to_hub uses when hub_token is None
     clean = json.dumps(redact({"notes": "hf_fromTheEnvironment0123456789 hf_fromTheCommandLine0123456789"}))
     assert "hf_from" not in clean  # both stay known as secrets
+
+
+def test_git_state_is_what_git_says(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+    git("init", "-q")
+    (repo / "a.txt").write_text("one\n")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    head = git("rev-parse", "HEAD").strip()
+    assert len(head) == 40
+    assert git_state(repo) == {"commit": head, "dirty": False}
+    (repo / "untracked.txt").write_text("not part of the code\n")
+    assert git_state(repo) == {"commit": head, "dirty": False}
+    (repo / "a.txt").write_text("two\n")
+    assert git_state(repo) == {"commit": head, "dirty": True}
+    (tmp_path / "plain").mkdir()
+    assert git_state(tmp_path / "plain") == {"commit": None, "dirty": None}
