@@ -9,8 +9,10 @@ Parse, build task, build model, train, evaluate, save, report. See `run.py --hel
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # quiet fork warnings from the data loader
@@ -21,23 +23,39 @@ from finetune_lab.errors import run_cli  # noqa: E402
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers import set_seed
 
-    from finetune_lab import wandb_logging
     from finetune_lab.arguments import parse_arguments
+    from finetune_lab.results import environment, move_hub_token_to_environment
+    from finetune_lab.rundir import RunFinished, claim_run_dir
+
+    # 1. parse
+    args = parse_arguments(argv)
+    training = args.training
+    move_hub_token_to_environment(training)  # so it is never pickled into training_args.bin
+    code_state = environment()  # now, not at the end: the commit that is running, not a later one
+    set_seed(training.seed)
+    try:
+        # checked writable and locked (one run per folder), before anything is loaded or trained
+        with claim_run_dir(args) as run_dir:
+            return train_and_report(args, run_dir, code_state)
+    except RunFinished as finished:  # --resume on a finished run: never rewritten
+        if training.process_index != 0:
+            return {}
+        print(finished)
+        return json.loads(finished.results.read_text(encoding="utf-8"))
+
+
+def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> dict[str, Any]:
+    from finetune_lab import wandb_logging
     from finetune_lab.callbacks import EpochTimer
     from finetune_lab.hardware import peak_memory_mb
     from finetune_lab.metrics import format_report
     from finetune_lab.modeling import build_model
-    from finetune_lab.results import environment, redact, run_config, run_results, write_json
-    from finetune_lab.rundir import prepare_run_dir, resume_checkpoint, save_model_atomically
+    from finetune_lab.results import redact, run_config, run_results, write_json
+    from finetune_lab.rundir import resume_checkpoint, save_model_atomically
     from finetune_lab.tokenization import limit_samples, tokenize_splits, truncation_lines
     from finetune_lab.trainer import build_trainer
 
-    # 1. parse
-    args = parse_arguments(argv)
-    code_state = environment()  # now, not at the end: the commit that is running, not a later one
     training = args.training
-    set_seed(training.seed)
-    run_dir = prepare_run_dir(args)
     main_process = training.process_index == 0
 
     # 2. build task: data from the embedded package, the Hub or local files; the label set it settles on

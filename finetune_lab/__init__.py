@@ -8,7 +8,7 @@
     modeling      tokenizer and model for a task (the from-scratch fallback included)
     trainer       the one Trainer builder
     callbacks     Trainer callbacks: per-class report, epoch timer, checkpoint markers, NaN guard
-    rundir        the run folder: overwrite rules, checkpoints, atomic model save
+    rundir        the run folder: its lock, overwrite rules, checkpoints and their checksums, atomic model save
     results       results.json: config, scores, environment; secrets redacted
     wandb_logging everything Weights & Biases
     metrics       scores (seqeval, scikit-learn) and which way is better

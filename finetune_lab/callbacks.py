@@ -11,7 +11,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from finetune_lab.errors import TrainingError
 from finetune_lab.metrics import format_report
-from finetune_lab.rundir import COMPLETE_MARKER, latest_complete_checkpoint
+from finetune_lab.rundir import latest_complete_checkpoint, mark_checkpoint_complete
 
 
 class PerClassReport(TrainerCallback):
@@ -40,13 +40,16 @@ class EpochTimer(TrainerCallback):
 
 
 class MarkCheckpointComplete(TrainerCallback):
-    """Mark each checkpoint once Trainer has finished writing it (on_save comes after the save)."""
+    """Mark each checkpoint once Trainer has finished writing it (on_save comes after the save), with
+    each file's checksum. Under DDP every process writes its own RNG state: wait for all of them first."""
 
     def on_save(self, args, state, control, **kwargs):
+        if args.world_size > 1 and args.distributed_state is not None:
+            args.distributed_state.wait_for_everyone()
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
             if folder.is_dir():
-                (folder / COMPLETE_MARKER).write_text(f"step {state.global_step}\n")
+                mark_checkpoint_complete(folder, state.global_step)
 
 
 class StopOnNonFiniteLoss(TrainerCallback):

@@ -19,6 +19,8 @@ PACKAGES = ("torch", "transformers", "datasets", "accelerate", "seqeval", "wandb
 # Names that end in a secret word (hub_token, HF_TOKEN, WANDB_API_KEY), not token_accuracy.
 SECRET_NAME = re.compile(r"(^|_)(token|api_?key|secret|password|passwd|credentials?)$", re.IGNORECASE)
 REDACTED = "<redacted>"
+# Secret values no longer in the environment under a secret name (an HF_TOKEN that --hub_token replaced).
+_withheld: set[str] = set()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -43,7 +45,7 @@ def write_json(path: Path, data: Any) -> None:
 
 def _secret_values() -> set[str]:
     """Values of environment variables whose names look secret (W&B key, Hub token, ...)."""
-    return {v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 8}
+    return {v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 8} | _withheld
 
 
 def redact(value: Any, secrets: set[str] | None = None) -> Any:
@@ -60,6 +62,36 @@ def redact(value: Any, secrets: set[str] | None = None) -> Any:
         for secret in secrets:
             value = value.replace(secret, REDACTED)
     return value
+
+
+def redact_argv(argv: list[str], secrets: set[str] | None = None) -> list[str]:
+    """A command line with the value of every secret-named option (`--hub_token X`, `--hub-token=X`)
+    and every environment secret's value replaced: what W&B may record as the run's arguments."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        name, eq, _ = arg.partition("=")
+        if name.startswith("-") and SECRET_NAME.search(name.lstrip("-").replace("-", "_")):
+            out.append(f"{name}={REDACTED}" if eq else arg)
+            hide_next = not eq
+            continue
+        out.append(redact(arg, secrets))
+    return out
+
+
+def move_hub_token_to_environment(training: Any) -> None:
+    """Take --hub_token out of TrainingArguments, which Trainer pickles into training_args.bin in the
+    run folder and every checkpoint, and put it in this process's HF_TOKEN, where huggingface_hub
+    finds it for --push_to_hub (and where redact() knows it as a secret)."""
+    token = getattr(training, "hub_token", None)
+    if token:
+        _withheld.update(v for v in (os.environ.get("HF_TOKEN"), token) if v and len(v) >= 8)
+        os.environ["HF_TOKEN"] = token
+        training.hub_token = None
 
 
 def git_state(cwd: Path | None = None) -> dict[str, Any]:

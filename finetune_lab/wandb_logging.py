@@ -12,6 +12,7 @@ from __future__ import annotations
 import netrc
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -20,6 +21,7 @@ from transformers import TrainerCallback
 
 from finetune_lab.hardware import peak_memory_mb
 from finetune_lab.metrics import greater_is_better, per_class_rows
+from finetune_lab.results import redact_argv
 
 DEFAULT_PROJECT = "finetune-lab"
 # Every task's main metric (f1 for NER, accuracy for sentiment, ...) also under one key, so one
@@ -94,6 +96,7 @@ def start_wandb(name: str, group: str, tags: list[str], config: dict[str, Any], 
         job_type="train",
         reinit="finish_previous",
     )
+    argv = redact_sys_argv()  # W&B records the command line as the run starts
     try:
         run = wandb.init(mode=mode, **init)
     except Exception as err:  # bad key, no network, server error: keep training, log offline
@@ -107,8 +110,23 @@ def start_wandb(name: str, group: str, tags: list[str], config: dict[str, Any], 
         except Exception as err2:
             print(f"W&B: cannot start offline either ({type(err2).__name__}: {err2}); continuing without W&B")
             return None
+    finally:
+        sys.argv = argv
     define_metrics(run, _greater_is_better(config))
     return run
+
+
+def redact_sys_argv() -> list[str]:
+    """Replace sys.argv by a copy without secrets, for wandb.init; return the original to put back.
+
+    W&B records the command line (wandb-metadata.json's `args`, uploaded by `wandb sync`) from
+    sys.argv when the run starts, and has no setting to leave it out short of dropping all system
+    metadata (x_disable_meta). The command line stays recorded, with `--hub_token X` as
+    `--hub_token <redacted>` and any environment secret's value replaced.
+    """
+    saved = sys.argv
+    sys.argv = [*saved[:1], *redact_argv(saved[1:])]
+    return saved
 
 
 def _greater_is_better(config: dict[str, Any]) -> bool:
@@ -217,7 +235,8 @@ def log_model_artifact(run, model_dir: Path, metadata: dict[str, Any] | None = N
     name = re.sub(r"[^A-Za-z0-9._-]", "-", f"model-{run.name}")
     artifact = wandb.Artifact(name=name, type="model", metadata=metadata or {})
     for path in sorted(model_dir.iterdir()):
-        if path.is_file() and path.suffix != ".bin":  # training_args.bin is a pickle: not part of the model
+        # training_args.bin is a pickle, not part of the model; dot files (the run's lock) are not either
+        if path.is_file() and path.suffix != ".bin" and not path.name.startswith("."):
             artifact.add_file(str(path), name=path.name)
     run.log_artifact(artifact, aliases=["best"])
     return artifact

@@ -146,6 +146,73 @@ MUTANTS = [
         "use_safetensors=None, **attention",
         [REL + "test_trust_remote_code_is_off_and_pickled_weights_are_refused"],
     ),
+    # issue 11, run folder and secrets
+    (
+        "run folder not locked",
+        "finetune_lab/rundir.py",
+        "                lock = RunLock.acquire(run_dir)\n",
+        "                lock = None\n",
+        [REL + "test_a_second_run_into_a_busy_run_folder_stops_at_once"],
+    ),
+    (
+        "a dead run's lock never taken over",
+        "finetune_lab/rundir.py",
+        "                if not _try_flock(fd, owner):\n",
+        "                if owner or not _try_flock(fd, owner):\n",
+        ["tests/finetune_lab/test_rundir.py::test_one_owner_at_a_time_and_a_dead_owner_is_replaced"],
+    ),
+    (
+        "lock kept after the run",
+        "finetune_lab/rundir.py",
+        "        if lock is not None:\n            lock.release()\n",
+        "        pass\n",
+        [REL + "test_a_second_run_into_a_busy_run_folder_stops_at_once"],
+    ),
+    (
+        "--resume rewrites a finished run",
+        "finetune_lab/rundir.py",
+        "    if finished and args.run.resume:\n",
+        "    if False:\n",
+        [REL + "test_resume_of_a_finished_run_rewrites_nothing"],
+    ),
+    (
+        "damaged checkpoint resumed from",
+        "finetune_lab/rundir.py",
+        "            problem = checkpoint_problem(folder)\n",
+        "            problem = None\n",
+        [
+            "tests/finetune_lab/test_rundir.py::test_resume_falls_back_past_damaged_and_unfinished_checkpoints",
+            REL + "test_killed_run_resumes_to_the_same_weights_and_metrics",
+        ],
+    ),
+    (
+        "run folder not checked writable",
+        "finetune_lab/rundir.py",
+        "                _check_writable(run_dir)\n",
+        "                run_dir.mkdir(parents=True, exist_ok=True)\n",
+        [REL + "test_an_unwritable_output_folder_stops_the_run_before_it_starts"],
+    ),
+    (
+        "--hub_token pickled into training_args.bin",
+        "finetune_lab/results.py",
+        "        training.hub_token = None\n",
+        "        pass\n",
+        [REL + "test_planted_secrets_appear_nowhere"],
+    ),
+    (
+        "W&B records the command line with its secrets",
+        "finetune_lab/wandb_logging.py",
+        "    sys.argv = [*saved[:1], *redact_argv(saved[1:])]\n",
+        "    sys.argv = list(saved)\n",
+        [REL + "test_planted_secrets_appear_nowhere"],
+    ),
+    (
+        "git dirtiness not recorded",
+        "finetune_lab/results.py",
+        '"dirty": bool(status) if status is not None else None}',
+        '"dirty": False if status is not None else None}',
+        ["tests/finetune_lab/test_results.py::test_git_state_is_what_git_says"],
+    ),
 ]
 
 

@@ -8,7 +8,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from finetune_lab.results import REDACTED, environment, redact, write_json
+from finetune_lab.results import (
+    REDACTED,
+    environment,
+    git_state,
+    move_hub_token_to_environment,
+    redact,
+    redact_argv,
+    write_json,
+)
 from finetune_lab.rundir import save_model_atomically
 
 
@@ -88,3 +96,56 @@ def test_environment_names_library_versions():
     env = environment()
     assert env["packages"]["torch"] and env["packages"]["transformers"]
     assert set(env["git"]) == {"commit", "dirty"}
+
+
+def test_secret_options_and_values_are_redacted_from_a_command_line(monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "fake-key-0123456789abcdef")
+    argv = ["--task", "ner", "--hub_token", "hf_abc", "--hub-token=hf_def", "--notes", "fake-key-0123456789abcdef!"]
+    argv += ["--token_accuracy_goal", "0.9", "--api_key"]
+    assert redact_argv(argv) == [
+        "--task",
+        "ner",
+        "--hub_token",
+        REDACTED,
+        f"--hub-token={REDACTED}",
+        "--notes",
+        f"{REDACTED}!",
+        "--token_accuracy_goal",
+        "0.9",
+        "--api_key",
+    ]
+
+
+def test_the_hub_token_leaves_the_training_arguments_for_the_environment(monkeypatch):
+    from huggingface_hub import get_token
+    from transformers import TrainingArguments
+
+    monkeypatch.setenv("HF_TOKEN", "hf_fromTheEnvironment0123456789")
+    training = TrainingArguments(output_dir="unused", hub_token="hf_fromTheCommandLine0123456789", report_to=[])
+    move_hub_token_to_environment(training)
+    assert training.hub_token is None  # Trainer pickles these arguments into every training_args.bin
+    assert get_token() == "hf_fromTheCommandLine0123456789"  # what --push_to_hub uses when hub_token is None
+    clean = json.dumps(redact({"notes": "hf_fromTheEnvironment0123456789 hf_fromTheCommandLine0123456789"}))
+    assert "hf_from" not in clean  # both stay known as secrets
+
+
+def test_git_state_is_what_git_says(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+    git("init", "-q")
+    (repo / "a.txt").write_text("one\n")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    head = git("rev-parse", "HEAD").strip()
+    assert len(head) == 40
+    assert git_state(repo) == {"commit": head, "dirty": False}
+    (repo / "untracked.txt").write_text("not part of the code\n")
+    assert git_state(repo) == {"commit": head, "dirty": False}
+    (repo / "a.txt").write_text("two\n")
+    assert git_state(repo) == {"commit": head, "dirty": True}
+    (tmp_path / "plain").mkdir()
+    assert git_state(tmp_path / "plain") == {"commit": None, "dirty": None}
