@@ -127,11 +127,31 @@ class Task:
         else:
             splits = self.load_embedded(report)
             label_names = self.embedded_label_names(splits)
+            self.check_embedded_labels(splits, label_names)
         for split, rows in splits.items():
             report.kept[split] = len(rows)
             report.checksums[split] = rows_checksum(rows)
         dataset = DatasetDict({split: Dataset.from_list(rows) for split, rows in splits.items()})
         return LoadedData(dataset, report, tuple(label_names))
+
+    def labels_in(self, row: dict) -> Iterable[str]:
+        """The labels one example uses (a family overrides this)."""
+        return ()
+
+    def check_embedded_labels(self, splits: dict[str, list[dict]], label_names: Sequence[str]) -> None:
+        """With --labels, every label the embedded data uses must be one of them (else no head fits)."""
+        if not self.user_labels:
+            return
+        allowed = set(label_names)
+        for rows in splits.values():
+            for row in rows:
+                missing = next((label for label in self.labels_in(row) if label not in allowed), None)
+                if missing is not None:
+                    raise UsageError(
+                        f"--labels {' '.join(label_names)}: the embedded data of task '{self.name}' has label "
+                        f"{missing!r}, which is not among them; --labels is for your own files (--train_file) "
+                        "or --dataset_name"
+                    )
 
     def load_hub(self, data_args: Any, report: DataReport) -> tuple[dict[str, list[dict]], tuple[str, ...]]:
         from datasets import load_dataset
@@ -189,6 +209,9 @@ class TokenClassificationTask(Task):
     def example_texts(self, dataset: Dataset) -> Iterable[str]:
         return ("".join(tokens) for tokens in dataset["tokens"])
 
+    def labels_in(self, row: dict) -> Iterable[str]:
+        return row["tags"]
+
     def read_file(self, path: Path, data_args: Any) -> list[dict]:
         return read_token_file(path, self.label_names)
 
@@ -237,6 +260,9 @@ class TextClassificationTask(Task):
 
     def example_texts(self, dataset: Dataset) -> Iterable[str]:
         return dataset["text"]
+
+    def labels_in(self, row: dict) -> Iterable[str]:
+        return () if self.regression else (row["label"],)
 
     def read_file(self, path: Path, data_args: Any) -> list[dict]:
         return read_text_file(path, self.label_names, data_args.text_column or "text", regression=self.regression)

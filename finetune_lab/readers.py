@@ -91,18 +91,31 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
         yield lineno, line.lstrip("\ufeff") if lineno == 1 else line
 
 
+def numeric_names(label_names: Sequence[str]) -> bool:
+    """Whether any label is named by an integer ('1', '-1'): then integers in the data are names too."""
+    return any(name.strip().lstrip("-").isdigit() for name in label_names)
+
+
 def resolve_label(value: object, label_names: Sequence[str], where: str) -> str:
-    """A label given by name, or by index into `label_names`; anything else is an error."""
-    if isinstance(value, bool):
-        value = int(value)
-    if isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
-        index = int(value)
-        if 0 <= index < len(label_names):
-            return label_names[index]
-    elif isinstance(value, str) and value.strip() in label_names:
-        return value.strip()
+    """The label `value` names; anything else is an error.
+
+    Text is always a name: '1' is the label named 1, never a position. A number that is not text (a
+    JSON number, a Hub integer column without class names) is a name when the label set has integer
+    names, else a 0-based position in `label_names`, as `datasets` writes class ids.
+    """
+    if isinstance(value, str):
+        if value.strip() in label_names:
+            return value.strip()
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if numeric_names(label_names):
+            if str(value) in label_names:
+                return str(value)
+        elif 0 <= value < len(label_names):
+            return label_names[value]
+    digits = isinstance(value, str) and value.strip().lstrip("-").isdigit()
+    hint = " (text labels are names, not positions)" if digits else ""
     raise UsageError(
-        f"{where}: label {value!r} is not in the label set {list(label_names)}; "
+        f"{where}: label {value!r} is not in the label set {list(label_names)}{hint}; "
         "fix the row or declare the labels with --labels"
     )
 
