@@ -118,7 +118,7 @@ class Task:
             if not files["train"] or not files["validation"]:
                 raise UsageError("local data needs at least --train_file and --validation_file")
             report.source = "files: " + ", ".join(f"{s}={p}" for s, p in files.items() if p)
-            splits = {s: self.read_file(Path(p), data_args) for s, p in files.items() if p}
+            splits = {s: self.read_file(Path(p), data_args, report, s) for s, p in files.items() if p}
         elif data_args.dataset_name:
             report.source = f"hub: {data_args.dataset_name}" + (
                 f" ({data_args.dataset_config_name})" if data_args.dataset_config_name else ""
@@ -186,7 +186,8 @@ class Task:
     ) -> list[dict]:
         raise NotImplementedError
 
-    def read_file(self, path: Path, data_args: Any) -> list[dict]:
+    def read_file(self, path: Path, data_args: Any, report: DataReport, split: str) -> list[dict]:
+        """Rows of one local file; anything skipped or repaired is counted in `report` under `split`."""
         raise NotImplementedError
 
     # --- model ------------------------------------------------------------------------------
@@ -212,7 +213,7 @@ class TokenClassificationTask(Task):
     def labels_in(self, row: dict) -> Iterable[str]:
         return row["tags"]
 
-    def read_file(self, path: Path, data_args: Any) -> list[dict]:
+    def read_file(self, path: Path, data_args: Any, report: DataReport, split: str) -> list[dict]:
         return read_token_file(path, self.label_names)
 
     def rows_from_hub(
@@ -264,8 +265,9 @@ class TextClassificationTask(Task):
     def labels_in(self, row: dict) -> Iterable[str]:
         return () if self.regression else (row["label"],)
 
-    def read_file(self, path: Path, data_args: Any) -> list[dict]:
-        return read_text_file(path, self.label_names, data_args.text_column or "text", regression=self.regression)
+    def read_file(self, path: Path, data_args: Any, report: DataReport, split: str) -> list[dict]:
+        text_column = data_args.text_column or "text"
+        return read_text_file(path, self.label_names, text_column, self.regression, report, split)
 
     def label_value(self, value: Any, hub_names: Sequence[str] | None, label_names: Sequence[str], where: str) -> Any:
         return resolve_label(hub_names[value] if hub_names else value, label_names, where)

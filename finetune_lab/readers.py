@@ -77,9 +77,12 @@ def read_bytes(path: Path) -> bytes:
         raise UsageError(f"cannot read data file {path}: {err.strerror or err}") from None
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text without newline) for each line; a decoding error names its line."""
-    for lineno, raw in enumerate(read_bytes(path).splitlines(), start=1):
+def iter_lines(path: Path, keepends: bool = False) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line, without its newline unless `keepends`; a decoding error names its line.
+
+    Lines end at LF, CRLF or CR only, as the csv module splits a file opened with newline=''.
+    """
+    for lineno, raw in enumerate(read_bytes(path).splitlines(keepends=keepends), start=1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -174,28 +177,38 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
         yield lineno, row
 
 
-def read_delimited(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, row) for a CSV (or, by suffix, TSV) file with a header row."""
-    lines = [line for _, line in iter_lines(path)]  # decodes with line numbers first
+def read_delimited(path: Path, report: DataReport | None = None, split: str = "all") -> Iterator[tuple[int, dict]]:
+    """(line number, row) for a CSV (or, by suffix, TSV) file with a header row.
+
+    Read as CSV: a quoted cell may span lines and keeps its newlines; the line number is the line
+    the row starts on. A row of empty cells is skipped and counted in `report` as a blank row.
+    Strict: text after a closing quote, or a quote still open at the end of the file, is an error.
+    """
+    report = report if report is not None else DataReport()
+    lines = [line for _, line in iter_lines(path, keepends=True)]  # decodes with line numbers first
     if not lines:
         raise UsageError(f"{path}: file is empty; expected a header row such as 'text,label'")
     delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
-    reader = csv.reader(lines, delimiter=delimiter)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     row_start = 1  # a quoted field may span lines: errors name the line its row starts on
     try:
         header = [name.strip() for name in next(reader)]
+        names = ", ".join(name if name.isprintable() else repr(name) for name in header)
         row_start = reader.line_num + 1
         for row in reader:
             lineno, row_start = row_start, reader.line_num + 1
-            if not row or all(not cell.strip() for cell in row):
+            if all(not cell.strip() for cell in row):
+                report.drop(split, "blank rows")
                 continue
             if len(row) != len(header):
-                raise UsageError(
-                    f"{path}:{lineno}: expected {len(header)} columns ({', '.join(header)}), got {len(row)}"
-                )
+                raise UsageError(f"{path}:{lineno}: expected {len(header)} columns ({names}), got {len(row)}")
             yield lineno, dict(zip(header, row, strict=True))
     except csv.Error as err:
-        raise UsageError(f'{path}:{row_start}: malformed CSV ({err}); is a quote (") left open on this line?') from None
+        if "expected after" in str(err):
+            hint = 'text after a closing quote; quote the whole cell and double any quote inside it ("")'
+        else:
+            hint = 'is a quote (") left open on this line?'
+        raise UsageError(f"{path}:{row_start}: malformed CSV ({err}); {hint}") from None
 
 
 def read_token_file(path: Path, label_names: Sequence[str]) -> list[dict]:
@@ -232,13 +245,19 @@ def parse_score(value: object, where: str) -> float:
 
 
 def read_text_file(
-    path: Path, label_names: Sequence[str], text_column: str = "text", regression: bool = False
+    path: Path,
+    label_names: Sequence[str],
+    text_column: str = "text",
+    regression: bool = False,
+    report: DataReport | None = None,
+    split: str = "all",
 ) -> list[dict]:
     """Text-classification examples from CSV/TSV or JSON lines with `text` and `label`.
 
-    With `regression`, labels are numbers (floats), not class names.
+    With `regression`, labels are numbers (floats), not class names. Skipped rows are counted in `report`.
     """
-    rows = read_jsonl(path) if Path(path).suffix.lower() in (".jsonl", ".json") else read_delimited(path)
+    json_lines = Path(path).suffix.lower() in (".jsonl", ".json")
+    rows = read_jsonl(path) if json_lines else read_delimited(path, report, split)
     examples = []
     for lineno, row in rows:
         where = f"{path}:{lineno}"

@@ -1,3 +1,5 @@
+import csv
+import io
 import json
 from types import SimpleNamespace
 
@@ -80,6 +82,10 @@ def test_csv_text_file(tmp_path):
         ("text,label\ngood,meh\n", "a.csv:2: label 'meh' is not in the label set"),
         # a label is a name: '0' is not the first label
         ("text,label\ngood,0\n", "a.csv:2: label '0' is not in the label set"),
+        # a quote closed on the next line, then more text: two rows would merge into one example
+        ('text,label\n"first,positive\nsecond" text,negative\n', "a.csv:2: malformed CSV"),
+        # a quote never closed before the end of a short file
+        ('text,label\ngood,positive\nbad,"negative\n', "a.csv:3: malformed CSV"),
         ("text,label\ngood,positive,extra\n", "a.csv:2: expected 2 columns"),
         ("words,label\ngood,positive\n", "a.csv:2: expected fields 'text' and 'label'"),
         ("", "a.csv: file is empty"),
@@ -100,7 +106,7 @@ def test_report_lists_kept_and_dropped():
     assert report.to_dict()["dropped"] == {"train": {"empty texts": 2}}
 
 
-# --- issue 11: labels are names -----------
+# --- issue 11: labels are names, CSV is read as CSV, skipped rows counted -----------
 
 
 def load_files(task, path, labels=None):
@@ -193,3 +199,39 @@ def test_embedded_data_with_other_labels_is_an_error_naming_labels():
     args = SimpleNamespace(train_file=None, validation_file=None, test_file=None, dataset_name=None, text_column=None)
     with pytest.raises(UsageError, match="--labels pos neg: .*embedded.*'negative'"):
         MovieReviewSentiment(label_names=["pos", "neg"]).load(args)
+
+
+def test_csv_multi_line_quoted_cells_keep_their_newlines(tmp_path):
+    f = write(
+        tmp_path / "a.csv", 'text,label\n"line one\nline two",positive\n"crlf\r\ninside",negative\nplain,positive\n'
+    )
+    assert read_text_file(f, ("negative", "positive")) == [
+        {"text": "line one\nline two", "label": "positive"},
+        {"text": "crlf\r\ninside", "label": "negative"},
+        {"text": "plain", "label": "positive"},
+    ]
+
+
+def test_csv_rows_equal_the_csv_module_on_the_raw_file(tmp_path):
+    rows = [
+        [f"review {i}" + ("\nits second line" if i % 7 == 0 else "") + (', "quoted"' if i % 5 == 0 else ""), "positive"]
+        for i in range(80)
+    ]
+    out = io.StringIO()
+    csv.writer(out).writerows([["text", "label"], *rows])
+    f = write(tmp_path / "a.csv", out.getvalue())
+    with open(f, newline="", encoding="utf-8") as handle:
+        oracle = list(csv.reader(handle))[1:]
+    loaded = read_text_file(f, ("negative", "positive"))
+    assert len(loaded) == len(oracle) == 80
+    assert [[r["text"], r["label"]] for r in loaded] == oracle
+
+
+def test_skipped_csv_rows_are_counted_with_their_reason(tmp_path):
+    from tasks.sentiment import MovieReviewSentiment
+
+    f = write(tmp_path / "a.csv", "text,label\ngood,positive\n,\n\n  ,  \nbad,negative\n")
+    data = load_files(MovieReviewSentiment, f)
+    assert data.report.kept["train"] == 2
+    assert data.report.dropped["train"] == {"blank rows": 3}
+    assert "(dropped 3 blank rows)" in "\n".join(data.report.lines())
