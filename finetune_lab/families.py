@@ -32,12 +32,14 @@ from transformers import (
 from finetune_lab.errors import UsageError
 from finetune_lab.metrics import binary_metrics, classification_metrics, entity_metrics, regression_metrics
 from finetune_lab.readers import (
+    IOB1_REPAIR,
     DataReport,
     parse_score,
     read_text_file,
     read_token_file,
     resolve_label,
     rows_checksum,
+    to_iob2,
 )
 
 SPLITS = ("train", "validation", "test")
@@ -214,7 +216,7 @@ class TokenClassificationTask(Task):
         return row["tags"]
 
     def read_file(self, path: Path, data_args: Any, report: DataReport, split: str) -> list[dict]:
-        return read_token_file(path, self.label_names)
+        return read_token_file(path, self.label_names, report, split)
 
     def rows_from_hub(
         self, split: Dataset, name: str, data_args: Any, report: DataReport, label_names: Sequence[str]
@@ -230,7 +232,10 @@ class TokenClassificationTask(Task):
             if not row["tokens"]:
                 report.drop(name, "empty sentences")
                 continue
-            rows.append({"tokens": row["tokens"], "tags": [resolve_label(t, label_names, where) for t in tags]})
+            iob2, changed = to_iob2([resolve_label(t, label_names, where) for t in tags], label_names)
+            if changed:
+                report.repair(name, IOB1_REPAIR, changed)
+            rows.append({"tokens": row["tokens"], "tags": iob2})
         return rows
 
     def data_collator(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None):

@@ -11,7 +11,7 @@ import csv
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,11 +123,33 @@ def resolve_label(value: object, label_names: Sequence[str], where: str) -> str:
     )
 
 
-def read_conll(path: Path, label_names: Sequence[str]) -> list[dict]:
+IOB1_REPAIR = "I- tags starting an entity read as B- (IOB1 to IOB2)"
+
+
+def to_iob2(tags: list[str], label_names: Collection[str]) -> tuple[list[str], int]:
+    """IOB2 tags, and how many changed: an I-X that starts an entity (first in the sentence, after O or
+    after another type) becomes B-X, as IOB1 files write entities. Only where the label set has B-X:
+    with I- tags alone (the IO scheme) nothing changes."""
+    out, changed, previous = [], 0, "O"
+    for tag in tags:
+        kind = tag[2:]
+        starts = tag.startswith("I-") and not (previous[:2] in ("B-", "I-") and previous[2:] == kind)
+        if starts and f"B-{kind}" in label_names:
+            tag, changed = f"B-{kind}", changed + 1
+        out.append(tag)
+        previous = tag
+    return out, changed
+
+
+def read_conll(
+    path: Path, label_names: Sequence[str], report: DataReport | None = None, split: str = "all"
+) -> list[dict]:
     """CoNLL column format: `token ... TAG` per line, blank line between sentences.
 
-    The tag is the last column; `-DOCSTART-` lines separate documents and are not sentences.
+    The tag is the last column; `-DOCSTART-` lines separate documents and are not sentences. IOB1
+    tags are converted to IOB2 (`to_iob2`), counted in `report` under `split`.
     """
+    report = report if report is not None else DataReport()
     sentences: list[dict] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -135,7 +157,10 @@ def read_conll(path: Path, label_names: Sequence[str]) -> list[dict]:
 
     def flush() -> None:
         if tokens:
-            sentences.append({"tokens": list(tokens), "tags": list(tags)})
+            iob2, changed = to_iob2(tags, allowed)
+            if changed:
+                report.repair(split, IOB1_REPAIR, changed)
+            sentences.append({"tokens": list(tokens), "tags": iob2})
             tokens.clear()
             tags.clear()
 
@@ -211,10 +236,16 @@ def read_delimited(path: Path, report: DataReport | None = None, split: str = "a
         raise UsageError(f"{path}:{row_start}: malformed CSV ({err}); {hint}") from None
 
 
-def read_token_file(path: Path, label_names: Sequence[str]) -> list[dict]:
-    """Token-classification examples from CoNLL columns or JSON lines (`tokens`, `ner_tags`)."""
+def read_token_file(
+    path: Path, label_names: Sequence[str], report: DataReport | None = None, split: str = "all"
+) -> list[dict]:
+    """Token-classification examples from CoNLL columns or JSON lines (`tokens`, `ner_tags`).
+
+    IOB1 tags are converted to IOB2 and counted in `report` (see `to_iob2`).
+    """
+    report = report if report is not None else DataReport()
     if Path(path).suffix.lower() not in (".jsonl", ".json"):
-        return read_conll(path, label_names)
+        return read_conll(path, label_names, report, split)
     examples = []
     for lineno, row in read_jsonl(path):
         tokens, tags = row.get("tokens"), row.get("ner_tags", row.get("tags"))
@@ -225,9 +256,10 @@ def read_token_file(path: Path, label_names: Sequence[str]) -> list[dict]:
         if not tokens:
             raise UsageError(f"{path}:{lineno}: empty sentence (no tokens)")
         where = f"{path}:{lineno}"
-        examples.append(
-            {"tokens": [str(t) for t in tokens], "tags": [resolve_label(t, label_names, where) for t in tags]}
-        )
+        iob2, changed = to_iob2([resolve_label(t, label_names, where) for t in tags], label_names)
+        if changed:
+            report.repair(split, IOB1_REPAIR, changed)
+        examples.append({"tokens": [str(t) for t in tokens], "tags": iob2})
     if not examples:
         raise UsageError(f"{path}: no examples found")
     return examples

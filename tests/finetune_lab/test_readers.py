@@ -106,7 +106,7 @@ def test_report_lists_kept_and_dropped():
     assert report.to_dict()["dropped"] == {"train": {"empty texts": 2}}
 
 
-# --- issue 11: labels are names, CSV is read as CSV, skipped rows counted -----------
+# --- issue 11: labels are names, CSV is read as CSV, IOB1 input, skipped rows counted -----------
 
 
 def load_files(task, path, labels=None):
@@ -235,3 +235,34 @@ def test_skipped_csv_rows_are_counted_with_their_reason(tmp_path):
     assert data.report.kept["train"] == 2
     assert data.report.dropped["train"] == {"blank rows": 3}
     assert "(dropped 3 blank rows)" in "\n".join(data.report.lines())
+
+
+def test_conll_iob1_input_is_converted_to_iob2_and_counted(tmp_path):
+    from tasks.ner import ConllNer
+
+    # IOB1: an entity starts with I-X; B-X only where it directly follows an entity of the same type
+    f = write(
+        tmp_path / "a.conll", "Alice I-PER\nSmith I-PER\nvisited O\nBerlin I-LOC\n\nBob I-PER\nAnn B-PER\nx I-ORG\n"
+    )
+    data = load_files(ConllNer, f)
+    assert data.splits["train"]["tags"] == [["B-PER", "I-PER", "O", "B-LOC"], ["B-PER", "B-PER", "B-ORG"]]
+    assert data.report.repaired["train"] == {"I- tags starting an entity read as B- (IOB1 to IOB2)": 4}
+    assert any("IOB1 to IOB2" in line for line in data.report.lines())
+
+
+def test_jsonl_token_iob1_input_is_converted_too(tmp_path):
+    from tasks.ner import ConllNer
+
+    f = write(tmp_path / "a.jsonl", json.dumps({"tokens": ["Ann", "ran"], "ner_tags": ["I-PER", "O"]}) + "\n")
+    data = load_files(ConllNer, f)
+    assert data.splits["train"]["tags"] == [["B-PER", "O"]]
+    assert sum(data.report.repaired["train"].values()) == 1
+
+
+def test_io_tags_without_b_labels_are_left_alone(tmp_path):
+    from tasks.ner import ConllNer
+
+    f = write(tmp_path / "a.conll", "Alice I-PER\nSmith I-PER\nvisited O\n")
+    data = load_files(ConllNer, f, ["O", "I-PER"])
+    assert data.splits["train"]["tags"] == [["I-PER", "I-PER", "O"]]
+    assert not data.report.repaired
