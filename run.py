@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from finetune_lab.callbacks import EpochTimer
     from finetune_lab.hardware import peak_memory_mb
     from finetune_lab.metrics import format_report
-    from finetune_lab.modeling import build_model
+    from finetune_lab.modeling import build_model, check_max_seq_length
     from finetune_lab.results import environment, redact, run_config, run_results, write_json
     from finetune_lab.rundir import prepare_run_dir, resume_checkpoint, save_model_atomically
     from finetune_lab.tokenization import limit_samples, tokenize_splits, truncation_lines
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     task = args.task.with_labels(data.label_names)
     # 3. build model (a from-scratch vocabulary comes from the whole training split), then tokenize
     built = build_model(task, args.model, data.splits["train"])
+    check_max_seq_length(built, args.data.max_seq_length)
     splits, notes = limit_samples(data.splits, args.data)
     with training.main_process_first(desc="tokenizing"):
         tokenized, truncation = tokenize_splits(task, splits, built.tokenizer, args.data)
