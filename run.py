@@ -110,11 +110,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     wandb_logging.log_final(wandb_run, results, test_output, model_dir=model_dir)
     wandb_logging.finish(wandb_run)
     main_metric = training.metric_for_best_model
-    summary = f"{task.name}: dev {main_metric} {results['dev'].get(main_metric, float('nan')):.4f}"
+    summary = f"{task.name}: dev {main_metric} {shown(results['dev'].get(main_metric))}"
     if test:
-        summary += f", test {main_metric} {results['test'].get(main_metric, float('nan')):.4f}"
+        summary += f", test {main_metric} {shown(results['test'].get(main_metric))}"
     print(f"\n{summary}; results in {run_dir / 'results.json'}")
     return results
+
+
+def shown(score: float | None) -> str:
+    """A score for the summary line; an undefined one (null in results.json, reason under 'undefined') as n/a."""
+    return "n/a" if score is None else f"{score:.4f}"
 
 
 def cli() -> None:
