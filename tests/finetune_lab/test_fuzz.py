@@ -418,7 +418,7 @@ def usable_options(options: list[tuple], experiment: list[tuple]) -> bool:
     experiment=st.lists(st.sampled_from(RUN_EXPERIMENT), max_size=1),
 )
 # always tried: a run on labels that are numbers with a multi-line cell and a blank row (the issue's
-# shifted labels and merged rows), and zero epochs from an experiment file
+# shifted labels and merged rows), zero epochs from an experiment file, a length the model cannot take
 @example(
     table=(("1", "2", "3", "4", "5"), [("first\nsecond", "1"), ("x", "5"), (), ("y", "4")]),
     style="quoted",
@@ -427,6 +427,12 @@ def usable_options(options: list[tuple], experiment: list[tuple]) -> bool:
 )
 @example(
     table=(None, [("a", "negative")]), style="quoted", options=[], experiment=[("num_train_epochs", 0, BAD_IF_FINAL)]
+)
+@example(
+    table=(None, [("a", "negative")]),
+    style="quoted",
+    options=[("--max_seq_length", "100000", BAD)],  # fails once the model is built
+    experiment=[],
 )
 def test_runs_end_in_the_oracles_rows_or_one_line_and_exit_2(tiny_model_dir, capsys, table, style, options, experiment):
     label_names, rows = table
@@ -460,7 +466,10 @@ def test_runs_end_in_the_oracles_rows_or_one_line_and_exit_2(tiny_model_dir, cap
     except SystemExit as stop:
         err = capsys.readouterr().err.strip()
         assert stop.code == 2, err
-        assert err.startswith("run.py: error: ") and "\n" not in err, err
+        # one line, the last: before it only library progress ('Loading weights' once the model loaded)
+        assert err.count("run.py: error: ") == 1 and "Traceback" not in err, err
+        err = err.splitlines()[-1]
+        assert err.startswith("run.py: error: "), err
         assert not (usable and expected is not None), f"a good input was refused: {err}"
         event("refused: " + ("options" if not usable else "file"))
         return
