@@ -49,7 +49,7 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
     from finetune_lab.callbacks import EpochTimer
     from finetune_lab.hardware import peak_memory_mb
     from finetune_lab.metrics import format_report
-    from finetune_lab.modeling import build_model
+    from finetune_lab.modeling import build_model, check_max_seq_length
     from finetune_lab.results import redact, run_config, run_results, write_json
     from finetune_lab.rundir import resume_checkpoint, save_model_atomically
     from finetune_lab.tokenization import limit_samples, tokenize_splits, truncation_lines
@@ -63,6 +63,7 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
     task = args.task.with_labels(data.label_names)
     # 3. build model (a from-scratch vocabulary comes from the whole training split), then tokenize
     built = build_model(task, args.model, data.splits["train"])
+    check_max_seq_length(built, args.data.max_seq_length)
     splits, notes = limit_samples(data.splits, args.data)
     with training.main_process_first(desc="tokenizing"):
         tokenized, truncation = tokenize_splits(task, splits, built.tokenizer, args.data)
@@ -127,11 +128,16 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
     wandb_logging.log_final(wandb_run, results, test_output, model_dir=model_dir)
     wandb_logging.finish(wandb_run)
     main_metric = training.metric_for_best_model
-    summary = f"{task.name}: dev {main_metric} {results['dev'].get(main_metric, float('nan')):.4f}"
+    summary = f"{task.name}: dev {main_metric} {shown(results['dev'].get(main_metric))}"
     if test:
-        summary += f", test {main_metric} {results['test'].get(main_metric, float('nan')):.4f}"
+        summary += f", test {main_metric} {shown(results['test'].get(main_metric))}"
     print(f"\n{summary}; results in {run_dir / 'results.json'}")
     return results
+
+
+def shown(score: float | None) -> str:
+    """A score for the summary line; an undefined one (null in results.json, reason under 'undefined') as n/a."""
+    return "n/a" if score is None else f"{score:.4f}"
 
 
 def cli() -> None:

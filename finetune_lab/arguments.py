@@ -8,8 +8,14 @@ JSON) < the command line. It is done with argparse's own `set_defaults`, so ever
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import enum
 import json
+import math
+import os
 import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,12 +179,182 @@ def load_experiment(path: str) -> dict[str, Any]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
-        raise UsageError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+        reason = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+        raise UsageError(f"{where}: not valid YAML ({reason})") from None
     if content is None:
         return {}
     if not isinstance(content, dict):
         raise UsageError(f"{path}: expected a mapping of option: value, got {type(content).__name__}")
     return content
+
+
+def field_types(parser: HfArgumentParser) -> dict[str, Any]:
+    """Each option's declared type (`int`, `float | None`, `list[str] | None`, ...), by option name."""
+    kinds: dict[str, Any] = {}
+    for dtype in parser.dataclass_types:
+        try:
+            hints = typing.get_type_hints(dtype)
+        except Exception:  # an annotation this Python cannot resolve: that option is not type-checked
+            hints = {}
+        kinds.update({f.name: hints[f.name] for f in dataclasses.fields(dtype) if f.name in hints})
+    return kinds
+
+
+def _describe(kind: Any) -> str:
+    """What a value of `kind` looks like, in words for an error message."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        words = [_describe(k) for k in typing.get_args(kind) if k is not type(None)]
+        return " or ".join(dict.fromkeys(w for w in words if w))
+    if typing.get_origin(kind) is list or kind is list:
+        return "a list ([a, b])"
+    if typing.get_origin(kind) is dict or kind is dict:
+        return "a mapping"
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return f"one of {[m.value for m in kind]}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "text"}.get(kind, "")
+
+
+TRUE_WORDS, FALSE_WORDS = ("yes", "true", "t", "y", "1"), ("no", "false", "f", "n", "0")
+
+
+def _coerce(value: Any, kind: Any) -> Any:
+    """`value` (from YAML or JSON) as an option of type `kind`, as the command line would read it; else ValueError."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        for member in typing.get_args(kind):
+            try:
+                return _coerce(value, member)
+            except (ValueError, TypeError, OverflowError):
+                continue
+        raise ValueError
+    if kind is type(None):
+        if value is None:
+            return None
+        raise ValueError
+    if origin is list or kind is list:
+        if not isinstance(value, list):
+            raise ValueError
+        (item,) = typing.get_args(kind) or (Any,)
+        return [_coerce(v, item) for v in value]
+    if origin is dict or kind is dict:
+        if not isinstance(value, dict):
+            raise ValueError
+        return value
+    if origin is typing.Literal:
+        if value not in typing.get_args(kind):
+            raise ValueError
+        return value
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in TRUE_WORDS + FALSE_WORDS:
+            return value.lower() in TRUE_WORDS
+        raise ValueError
+    if kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError
+        if kind is int and isinstance(value, float):
+            raise ValueError
+        return kind(value)  # a string as the command line reads it: '3e-5', '8'; ValueError when not
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        if value in [m.value for m in kind]:
+            return value
+        raise ValueError
+    return value  # a type this check does not know (a config object): passed on as it is
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# Values no run can use, whatever the source: (check, what the option needs).
+LIMITS: dict[str, tuple[Any, str]] = {
+    "learning_rate": (lambda v: math.isfinite(v) and v > 0, "must be a positive number"),
+    "per_device_train_batch_size": (lambda v: v >= 1, "must be at least 1"),
+    "per_device_eval_batch_size": (lambda v: v >= 1, "must be at least 1"),
+    "max_train_samples": (lambda v: v is None or v >= 1, "must be at least 1 (leave it out to use every example)"),
+    "max_eval_samples": (lambda v: v is None or v >= 1, "must be at least 1 (leave it out to use every example)"),
+    "max_test_samples": (lambda v: v is None or v >= 1, "must be at least 1 (leave it out to use every example)"),
+    "max_seq_length": (lambda v: v >= 2, "must be at least 2 (room for the model's special tokens)"),
+    "seed": (lambda v: 0 <= v < 2**32, "must be between 0 and 2**32 - 1"),
+}
+
+
+def check_experiment_values(path: str, experiment: dict[str, Any], parser: HfArgumentParser) -> dict[str, Any]:
+    """The experiment file's values, each converted to its option's type; a wrong one names the file and key."""
+    kinds = field_types(parser)
+    actions = {action.dest: action for action in parser._actions}
+    checked = {}
+    for key, value in experiment.items():
+        kind = kinds.get(key, Any)
+        try:
+            value = _coerce(value, kind)
+        except (ValueError, TypeError, OverflowError):
+            raise UsageError(f"{path}: {key}: expected {_describe(kind) or 'another value'}, got {value!r}") from None
+        if actions[key].nargs == "+" and value == []:
+            raise UsageError(f"{path}: {key}: expected at least one value, got []")
+        choices = actions[key].choices
+        if choices and isinstance(value, str) and value not in choices:
+            raise UsageError(f"{path}: {key}: expected one of {list(choices)}, got {value!r}")
+        if key in LIMITS and not LIMITS[key][0](value):
+            raise UsageError(f"{path}: {key}: {_shown(value)} {LIMITS[key][1]}")
+        checked[key] = value
+    return checked
+
+
+def looks_like_path(name: str) -> bool:
+    """A model name that can only be a local path: a Hub id is 'name' or 'org/name'."""
+    return name.startswith(("/", ".", "~")) or name.count("/") >= 2 or name.endswith("/") or "\\" in name
+
+
+def check_model_path(name: str | None) -> None:
+    """A local model folder must exist now; a Hub id is checked when it loads."""
+    if not name:
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"--model_name_or_path {name}: is a file; expected a model folder (config.json, weights)")
+    elif looks_like_path(name):
+        raise UsageError(f"--model_name_or_path {name}: no such folder (a Hub id looks like 'org/name')")
+
+
+def check_output_dir(output_dir: str) -> None:
+    """The run folder must be creatable: no file in its way, and a writable folder to make it in.
+
+    `output_dir` may hold `{task}` and `{run_name}` (filled in later): the part before them is checked.
+    """
+    parts = Path(output_dir).parts
+    fixed = Path(*[p for p in parts[: next((i for i, p in enumerate(parts) if "{" in p), len(parts))]])
+    probe = fixed
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UsageError(f"--output_dir {output_dir}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"--output_dir {output_dir}: cannot write in {probe} (permission denied or read-only)")
+
+
+def check_values(run: RunArguments, model: ModelArguments, data: DataArguments, training: TrainingArguments) -> None:
+    """Options no run can use are errors now, naming the option, not failures (or silence) later."""
+    values = {**vars(data), **{k: getattr(training, k) for k in LIMITS if hasattr(training, k)}}
+    for key, (ok, needs) in LIMITS.items():
+        if key in values and not ok(values[key]):
+            raise UsageError(f"--{key} {_shown(values[key])}: {needs}")
+    epochs = training.num_train_epochs
+    if training.do_train and training.max_steps <= 0 and not (math.isfinite(epochs) and epochs > 0):
+        raise UsageError(
+            f"--num_train_epochs {_shown(epochs)}: nothing would be trained; give a positive number of epochs "
+            "(or --do_train false to evaluate --model_name_or_path without training)"
+        )
+    check_model_path(model.model_name_or_path)
+    check_output_dir(training.output_dir)
 
 
 def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
@@ -192,6 +368,8 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
     known, _ = pre.parse_known_args(argv)
 
     experiment = load_experiment(known.experiment) if known.experiment else {}
+    if not isinstance(experiment.get("task", ""), str):
+        raise UsageError(f"{known.experiment}: task: expected text, got {experiment['task']!r}")
     task_name = known.task or experiment.get("task")
     if known.task and experiment.get("task") and experiment["task"] != known.task:
         raise UsageError(f"--task {known.task} contradicts 'task: {experiment['task']}' in {known.experiment}")
@@ -204,7 +382,8 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
     dests = {action.dest for action in parser._actions}
     for key in experiment:
         if key not in dests:
-            raise UsageError(f"{known.experiment}: unknown option '{key}'{did_you_mean(key, dests)}")
+            raise UsageError(f"{known.experiment}: unknown option {key!r}{did_you_mean(str(key), dests)}")
+    experiment = check_experiment_values(known.experiment, experiment, parser)
     hardware = {**precision_defaults(), **loader_defaults()}
     parser.set_defaults(**{**BASE_DEFAULTS, **hardware, **(task_class.defaults if task_class else {})})
     parser.set_defaults(**experiment)
@@ -223,5 +402,6 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
             raise UsageError(f"--pad_to_multiple_of {data.pad_to_multiple_of}: a positive number, or 0 for none")
         data.pad_to_multiple_of = data.pad_to_multiple_of or None
     run.task = task_name
+    check_values(run, model, data, training)
     task = task_class(task_options, data.labels)
     return ParsedArguments(run, model, data, task_options, training, task)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -42,13 +44,35 @@ class ArgumentParser(OneLineErrors, argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+# How long a process other than the main one waits before printing a UsageError the main process
+# should have printed (the launcher stops the waiting processes as soon as the main one exits).
+OTHER_PROCESSES_WAIT_S = 10
+
+
+def one_line(err: Exception) -> str:
+    """The message on one line: a newline inside it (a quoted value, a library's message) shown as \\n."""
+    return str(err).replace("\r", "\\r").replace("\n", "\\n")
+
+
+def main_process() -> bool:
+    """Whether this is the first of the processes a launcher (accelerate, torchrun) started, or the only one."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def run_cli(main: Callable[[], Any], prog: str) -> None:
-    """Call an entry point's `main`; a UsageError exits 2, a TrainingError 1, each as one line."""
+    """Call an entry point's `main`; a UsageError exits 2, a TrainingError 1, each as one line.
+
+    Under a launcher every process reads the same options and data and meets the same UsageError:
+    the main process prints it and exits, and the launcher stops the others while they wait, so the
+    line appears once. A process that waits in vain (the main process went on) prints it itself.
+    """
     try:
         main()
     except UsageError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        if not main_process():
+            time.sleep(OTHER_PROCESSES_WAIT_S)
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     except TrainingError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
         sys.exit(1)

@@ -32,12 +32,14 @@ from transformers import (
 from finetune_lab.errors import UsageError
 from finetune_lab.metrics import binary_metrics, classification_metrics, entity_metrics, regression_metrics
 from finetune_lab.readers import (
+    IOB1_REPAIR,
     DataReport,
     parse_score,
     read_text_file,
     read_token_file,
     resolve_label,
     rows_checksum,
+    to_iob2,
 )
 
 SPLITS = ("train", "validation", "test")
@@ -118,7 +120,7 @@ class Task:
             if not files["train"] or not files["validation"]:
                 raise UsageError("local data needs at least --train_file and --validation_file")
             report.source = "files: " + ", ".join(f"{s}={p}" for s, p in files.items() if p)
-            splits = {s: self.read_file(Path(p), data_args) for s, p in files.items() if p}
+            splits = {s: self.read_file(Path(p), data_args, report, s) for s, p in files.items() if p}
         elif data_args.dataset_name:
             report.source = f"hub: {data_args.dataset_name}" + (
                 f" ({data_args.dataset_config_name})" if data_args.dataset_config_name else ""
@@ -127,11 +129,31 @@ class Task:
         else:
             splits = self.load_embedded(report)
             label_names = self.embedded_label_names(splits)
+            self.check_embedded_labels(splits, label_names)
         for split, rows in splits.items():
             report.kept[split] = len(rows)
             report.checksums[split] = rows_checksum(rows)
         dataset = DatasetDict({split: Dataset.from_list(rows) for split, rows in splits.items()})
         return LoadedData(dataset, report, tuple(label_names))
+
+    def labels_in(self, row: dict) -> Iterable[str]:
+        """The labels one example uses (a family overrides this)."""
+        return ()
+
+    def check_embedded_labels(self, splits: dict[str, list[dict]], label_names: Sequence[str]) -> None:
+        """With --labels, every label the embedded data uses must be one of them (else no head fits)."""
+        if not self.user_labels:
+            return
+        allowed = set(label_names)
+        for rows in splits.values():
+            for row in rows:
+                missing = next((label for label in self.labels_in(row) if label not in allowed), None)
+                if missing is not None:
+                    raise UsageError(
+                        f"--labels {' '.join(label_names)}: the embedded data of task '{self.name}' has label "
+                        f"{missing!r}, which is not among them; --labels is for your own files (--train_file) "
+                        "or --dataset_name"
+                    )
 
     def load_hub(self, data_args: Any, report: DataReport) -> tuple[dict[str, list[dict]], tuple[str, ...]]:
         from datasets import load_dataset
@@ -166,7 +188,8 @@ class Task:
     ) -> list[dict]:
         raise NotImplementedError
 
-    def read_file(self, path: Path, data_args: Any) -> list[dict]:
+    def read_file(self, path: Path, data_args: Any, report: DataReport, split: str) -> list[dict]:
+        """Rows of one local file; anything skipped or repaired is counted in `report` under `split`."""
         raise NotImplementedError
 
     # --- model ------------------------------------------------------------------------------
@@ -189,8 +212,11 @@ class TokenClassificationTask(Task):
     def example_texts(self, dataset: Dataset) -> Iterable[str]:
         return ("".join(tokens) for tokens in dataset["tokens"])
 
-    def read_file(self, path: Path, data_args: Any) -> list[dict]:
-        return read_token_file(path, self.label_names)
+    def labels_in(self, row: dict) -> Iterable[str]:
+        return row["tags"]
+
+    def read_file(self, path: Path, data_args: Any, report: DataReport, split: str) -> list[dict]:
+        return read_token_file(path, self.label_names, report, split)
 
     def rows_from_hub(
         self, split: Dataset, name: str, data_args: Any, report: DataReport, label_names: Sequence[str]
@@ -206,7 +232,10 @@ class TokenClassificationTask(Task):
             if not row["tokens"]:
                 report.drop(name, "empty sentences")
                 continue
-            rows.append({"tokens": row["tokens"], "tags": [resolve_label(t, label_names, where) for t in tags]})
+            iob2, changed = to_iob2([resolve_label(t, label_names, where) for t in tags], label_names)
+            if changed:
+                report.repair(name, IOB1_REPAIR, changed)
+            rows.append({"tokens": row["tokens"], "tags": iob2})
         return rows
 
     def data_collator(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None):
@@ -238,8 +267,12 @@ class TextClassificationTask(Task):
     def example_texts(self, dataset: Dataset) -> Iterable[str]:
         return dataset["text"]
 
-    def read_file(self, path: Path, data_args: Any) -> list[dict]:
-        return read_text_file(path, self.label_names, data_args.text_column or "text", regression=self.regression)
+    def labels_in(self, row: dict) -> Iterable[str]:
+        return () if self.regression else (row["label"],)
+
+    def read_file(self, path: Path, data_args: Any, report: DataReport, split: str) -> list[dict]:
+        text_column = data_args.text_column or "text"
+        return read_text_file(path, self.label_names, text_column, self.regression, report, split)
 
     def label_value(self, value: Any, hub_names: Sequence[str] | None, label_names: Sequence[str], where: str) -> Any:
         return resolve_label(hub_names[value] if hub_names else value, label_names, where)

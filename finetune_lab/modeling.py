@@ -158,3 +158,23 @@ def build_model(task: Any, model_args: Any, train: Dataset) -> BuiltModel:
     if not tokenizer.is_fast:
         raise UsageError(f"{source}: a fast tokenizer is required (word alignment needs word_ids())")
     return BuiltModel(tokenizer, model, model_args.model_name_or_path or EMBEDDED_NAME)
+
+
+def position_limit(built: BuiltModel) -> int | None:
+    """The longest input the model takes: its position embeddings, or its tokenizer's limit if lower."""
+    limits = [
+        getattr(built.model.config, "max_position_embeddings", None),
+        getattr(built.tokenizer, "model_max_length", None),  # 1e30 when the tokenizer does not know
+    ]
+    limits = [n for n in limits if isinstance(n, int) and 0 < n < 1_000_000]
+    return min(limits) if limits else None
+
+
+def check_max_seq_length(built: BuiltModel, max_seq_length: int) -> None:
+    """A --max_seq_length the model cannot take is an error before any tokenizing or training."""
+    limit = position_limit(built)
+    if limit is not None and max_seq_length > limit:
+        raise UsageError(
+            f"--max_seq_length {max_seq_length}: the model ({built.description}) has {limit} positions; "
+            f"use {limit} or less"
+        )

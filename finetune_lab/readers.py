@@ -11,7 +11,7 @@ import csv
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,9 +77,12 @@ def read_bytes(path: Path) -> bytes:
         raise UsageError(f"cannot read data file {path}: {err.strerror or err}") from None
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text without newline) for each line; a decoding error names its line."""
-    for lineno, raw in enumerate(read_bytes(path).splitlines(), start=1):
+def iter_lines(path: Path, keepends: bool = False) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line, without its newline unless `keepends`; a decoding error names its line.
+
+    Lines end at LF, CRLF or CR only, as the csv module splits a file opened with newline=''.
+    """
+    for lineno, raw in enumerate(read_bytes(path).splitlines(keepends=keepends), start=1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -91,27 +94,62 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
         yield lineno, line.lstrip("\ufeff") if lineno == 1 else line
 
 
+def numeric_names(label_names: Sequence[str]) -> bool:
+    """Whether any label is named by an integer ('1', '-1'): then integers in the data are names too."""
+    return any(name.strip().lstrip("-").isdigit() for name in label_names)
+
+
 def resolve_label(value: object, label_names: Sequence[str], where: str) -> str:
-    """A label given by name, or by index into `label_names`; anything else is an error."""
-    if isinstance(value, bool):
-        value = int(value)
-    if isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
-        index = int(value)
-        if 0 <= index < len(label_names):
-            return label_names[index]
-    elif isinstance(value, str) and value.strip() in label_names:
-        return value.strip()
+    """The label `value` names; anything else is an error.
+
+    Text is always a name: '1' is the label named 1, never a position. A number that is not text (a
+    JSON number, a Hub integer column without class names) is a name when the label set has integer
+    names, else a 0-based position in `label_names`, as `datasets` writes class ids.
+    """
+    if isinstance(value, str):
+        if value.strip() in label_names:
+            return value.strip()
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if numeric_names(label_names):
+            if str(value) in label_names:
+                return str(value)
+        elif 0 <= value < len(label_names):
+            return label_names[value]
+    digits = isinstance(value, str) and value.strip().lstrip("-").isdigit()
+    hint = " (text labels are names, not positions)" if digits else ""
     raise UsageError(
-        f"{where}: label {value!r} is not in the label set {list(label_names)}; "
+        f"{where}: label {value!r} is not in the label set {list(label_names)}{hint}; "
         "fix the row or declare the labels with --labels"
     )
 
 
-def read_conll(path: Path, label_names: Sequence[str]) -> list[dict]:
+IOB1_REPAIR = "I- tags starting an entity read as B- (IOB1 to IOB2)"
+
+
+def to_iob2(tags: list[str], label_names: Collection[str]) -> tuple[list[str], int]:
+    """IOB2 tags, and how many changed: an I-X that starts an entity (first in the sentence, after O or
+    after another type) becomes B-X, as IOB1 files write entities. Only where the label set has B-X:
+    with I- tags alone (the IO scheme) nothing changes."""
+    out, changed, previous = [], 0, "O"
+    for tag in tags:
+        kind = tag[2:]
+        starts = tag.startswith("I-") and not (previous[:2] in ("B-", "I-") and previous[2:] == kind)
+        if starts and f"B-{kind}" in label_names:
+            tag, changed = f"B-{kind}", changed + 1
+        out.append(tag)
+        previous = tag
+    return out, changed
+
+
+def read_conll(
+    path: Path, label_names: Sequence[str], report: DataReport | None = None, split: str = "all"
+) -> list[dict]:
     """CoNLL column format: `token ... TAG` per line, blank line between sentences.
 
-    The tag is the last column; `-DOCSTART-` lines separate documents and are not sentences.
+    The tag is the last column; `-DOCSTART-` lines separate documents and are not sentences. IOB1
+    tags are converted to IOB2 (`to_iob2`), counted in `report` under `split`.
     """
+    report = report if report is not None else DataReport()
     sentences: list[dict] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -119,7 +157,10 @@ def read_conll(path: Path, label_names: Sequence[str]) -> list[dict]:
 
     def flush() -> None:
         if tokens:
-            sentences.append({"tokens": list(tokens), "tags": list(tags)})
+            iob2, changed = to_iob2(tags, allowed)
+            if changed:
+                report.repair(split, IOB1_REPAIR, changed)
+            sentences.append({"tokens": list(tokens), "tags": iob2})
             tokens.clear()
             tags.clear()
 
@@ -161,34 +202,50 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
         yield lineno, row
 
 
-def read_delimited(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, row) for a CSV (or, by suffix, TSV) file with a header row."""
-    lines = [line for _, line in iter_lines(path)]  # decodes with line numbers first
+def read_delimited(path: Path, report: DataReport | None = None, split: str = "all") -> Iterator[tuple[int, dict]]:
+    """(line number, row) for a CSV (or, by suffix, TSV) file with a header row.
+
+    Read as CSV: a quoted cell may span lines and keeps its newlines; the line number is the line
+    the row starts on. A row of empty cells is skipped and counted in `report` as a blank row.
+    Strict: text after a closing quote, or a quote still open at the end of the file, is an error.
+    """
+    report = report if report is not None else DataReport()
+    lines = [line for _, line in iter_lines(path, keepends=True)]  # decodes with line numbers first
     if not lines:
         raise UsageError(f"{path}: file is empty; expected a header row such as 'text,label'")
     delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
-    reader = csv.reader(lines, delimiter=delimiter)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     row_start = 1  # a quoted field may span lines: errors name the line its row starts on
     try:
         header = [name.strip() for name in next(reader)]
+        names = ", ".join(name if name.isprintable() else repr(name) for name in header)
         row_start = reader.line_num + 1
         for row in reader:
             lineno, row_start = row_start, reader.line_num + 1
-            if not row or all(not cell.strip() for cell in row):
+            if all(not cell.strip() for cell in row):
+                report.drop(split, "blank rows")
                 continue
             if len(row) != len(header):
-                raise UsageError(
-                    f"{path}:{lineno}: expected {len(header)} columns ({', '.join(header)}), got {len(row)}"
-                )
+                raise UsageError(f"{path}:{lineno}: expected {len(header)} columns ({names}), got {len(row)}")
             yield lineno, dict(zip(header, row, strict=True))
     except csv.Error as err:
-        raise UsageError(f'{path}:{row_start}: malformed CSV ({err}); is a quote (") left open on this line?') from None
+        if "expected after" in str(err):
+            hint = 'text after a closing quote; quote the whole cell and double any quote inside it ("")'
+        else:
+            hint = 'is a quote (") left open on this line?'
+        raise UsageError(f"{path}:{row_start}: malformed CSV ({err}); {hint}") from None
 
 
-def read_token_file(path: Path, label_names: Sequence[str]) -> list[dict]:
-    """Token-classification examples from CoNLL columns or JSON lines (`tokens`, `ner_tags`)."""
+def read_token_file(
+    path: Path, label_names: Sequence[str], report: DataReport | None = None, split: str = "all"
+) -> list[dict]:
+    """Token-classification examples from CoNLL columns or JSON lines (`tokens`, `ner_tags`).
+
+    IOB1 tags are converted to IOB2 and counted in `report` (see `to_iob2`).
+    """
+    report = report if report is not None else DataReport()
     if Path(path).suffix.lower() not in (".jsonl", ".json"):
-        return read_conll(path, label_names)
+        return read_conll(path, label_names, report, split)
     examples = []
     for lineno, row in read_jsonl(path):
         tokens, tags = row.get("tokens"), row.get("ner_tags", row.get("tags"))
@@ -199,9 +256,10 @@ def read_token_file(path: Path, label_names: Sequence[str]) -> list[dict]:
         if not tokens:
             raise UsageError(f"{path}:{lineno}: empty sentence (no tokens)")
         where = f"{path}:{lineno}"
-        examples.append(
-            {"tokens": [str(t) for t in tokens], "tags": [resolve_label(t, label_names, where) for t in tags]}
-        )
+        iob2, changed = to_iob2([resolve_label(t, label_names, where) for t in tags], label_names)
+        if changed:
+            report.repair(split, IOB1_REPAIR, changed)
+        examples.append({"tokens": [str(t) for t in tokens], "tags": iob2})
     if not examples:
         raise UsageError(f"{path}: no examples found")
     return examples
@@ -219,13 +277,19 @@ def parse_score(value: object, where: str) -> float:
 
 
 def read_text_file(
-    path: Path, label_names: Sequence[str], text_column: str = "text", regression: bool = False
+    path: Path,
+    label_names: Sequence[str],
+    text_column: str = "text",
+    regression: bool = False,
+    report: DataReport | None = None,
+    split: str = "all",
 ) -> list[dict]:
     """Text-classification examples from CSV/TSV or JSON lines with `text` and `label`.
 
-    With `regression`, labels are numbers (floats), not class names.
+    With `regression`, labels are numbers (floats), not class names. Skipped rows are counted in `report`.
     """
-    rows = read_jsonl(path) if Path(path).suffix.lower() in (".jsonl", ".json") else read_delimited(path)
+    json_lines = Path(path).suffix.lower() in (".jsonl", ".json")
+    rows = read_jsonl(path) if json_lines else read_delimited(path, report, split)
     examples = []
     for lineno, row in rows:
         where = f"{path}:{lineno}"

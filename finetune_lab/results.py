@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
 import re
@@ -40,7 +41,39 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    """Strict JSON (no NaN or Infinity, which most JSON readers refuse): a non-finite number is written as null."""
+    text = json.dumps(finite(data)[0], indent=2, sort_keys=False, default=str, allow_nan=False)
+    atomic_write_text(path, text + "\n")
+
+
+# Why a score can be undefined, by its name (the last part of a metric key).
+UNDEFINED_WHY = {
+    "roc_auc": "undefined: ROC-AUC needs both classes among the labels, and this split has one class",
+    "pearson": "undefined: a correlation needs labels and predictions that are not constant",
+    "spearman": "undefined: a correlation needs labels and predictions that are not constant",
+}
+
+
+def finite(value: Any, where: str = "") -> tuple[Any, dict[str, str]]:
+    """A copy with every NaN or infinite number replaced by None, and {where: why} for each one replaced."""
+    if isinstance(value, float) and not math.isfinite(value):
+        name = where.rsplit(".", 1)[-1].removeprefix("eval_").removeprefix("test_")
+        return None, {where: UNDEFINED_WHY.get(name, f"not a finite number ({value}) in the run")}
+    undefined: dict[str, str] = {}
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out[key], found = finite(item, f"{where}.{key}" if where else str(key))
+            undefined.update(found)
+        return out, undefined
+    if isinstance(value, list | tuple):
+        out_list = []
+        for i, item in enumerate(value):
+            clean, found = finite(item, f"{where}.{i}")
+            out_list.append(clean)
+            undefined.update(found)
+        return out_list, undefined
+    return value, undefined
 
 
 def _secret_values() -> set[str]:
@@ -168,8 +201,12 @@ def run_results(
     history: list[dict],
     code_state: dict[str, Any],
 ) -> dict[str, Any]:
-    """The finished run's record: its config, final dev and test scores, histories and timings."""
-    return {
+    """The finished run's record: its config, final dev and test scores, histories and timings.
+
+    Strict JSON: an undefined score (NaN, e.g. ROC-AUC of a one-class test set) is None, and
+    `undefined` says why, keyed by where it is ("test.roc_auc").
+    """
+    results = {
         **config,
         "dev": {k.removeprefix("eval_"): v for k, v in dev.items()},
         "test": {k.removeprefix("test_"): v for k, v in test.items()},
@@ -179,3 +216,5 @@ def run_results(
         "train": train,
         "environment": code_state,
     }
+    results, undefined = finite(results)
+    return {**results, "undefined": undefined}

@@ -27,4 +27,4 @@ class ConllNer(TokenClassificationTask):
     def load_embedded(self, report: DataReport) -> dict[str, list[dict]]:
         folder = package_file("neuroner", "data/conll2003/en")
         report.source = f"embedded CoNLL-2003 ({folder})"
-        return {split: read_conll(folder / file, self.label_names) for split, file in FILES.items()}
+        return {split: read_conll(folder / file, self.label_names, report, split) for split, file in FILES.items()}

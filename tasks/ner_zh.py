@@ -35,4 +35,4 @@ class MsraNer(TokenClassificationTask):
         report.source = (
             f"embedded MSRA ({path}), BIO, one character per token; shuffled 80/10/10 split, seed {SPLIT_SEED}"
         )
-        return fixed_split(read_conll(path, self.label_names), stratify_by=None)
+        return fixed_split(read_conll(path, self.label_names, report), stratify_by=None)

@@ -13,6 +13,10 @@ SRC = Path(__file__).resolve().parent.parent
 DST = Path(tempfile.gettempdir()) / "finetune-lab-mutant"
 PY = sys.executable
 REL = "tests/test_run_reliability.py::"
+READERS = "tests/finetune_lab/test_readers.py::"
+ARGS = "tests/finetune_lab/test_arguments.py::"
+RESULTS = "tests/finetune_lab/test_results.py::"
+FUZZ = "tests/finetune_lab/test_fuzz.py::"
 MUTANTS = [
     (
         "resume ignores the checkpoint",
@@ -212,6 +216,130 @@ MUTANTS = [
         '"dirty": bool(status) if status is not None else None}',
         '"dirty": False if status is not None else None}',
         ["tests/finetune_lab/test_results.py::test_git_state_is_what_git_says"],
+    ),
+    # issue 11, data and errors
+    (
+        "text labels of digits read as positions",
+        "finetune_lab/readers.py",
+        "    if isinstance(value, str):\n        if value.strip() in label_names:",
+        "    if isinstance(value, str) and value.strip().isdigit() and int(value) < len(label_names):\n"
+        "        return label_names[int(value)]\n"
+        "    if isinstance(value, str):\n        if value.strip() in label_names:",
+        [
+            READERS + "test_numeric_label_names_are_names_not_positions",
+            FUZZ + "test_csv_text_files_load_as_the_csv_module_reads_them",
+        ],
+    ),
+    (
+        "--labels not checked against the embedded data",
+        "finetune_lab/families.py",
+        "        if not self.user_labels:\n            return\n        allowed = set(label_names)",
+        "        return\n        allowed = set(label_names)",
+        [READERS + "test_embedded_data_with_other_labels_is_an_error_naming_labels"],
+    ),
+    (
+        "CSV lines handed to csv without their newlines",
+        "finetune_lab/readers.py",
+        "    lines = [line for _, line in iter_lines(path, keepends=True)]",
+        "    lines = [line for _, line in iter_lines(path)]",
+        [
+            READERS + "test_csv_multi_line_quoted_cells_keep_their_newlines",
+            FUZZ + "test_csv_text_files_load_as_the_csv_module_reads_them",
+        ],
+    ),
+    (
+        "CSV read leniently (a quote closed mid-cell merges rows)",
+        "finetune_lab/readers.py",
+        "    reader = csv.reader(lines, delimiter=delimiter, strict=True)",
+        "    reader = csv.reader(lines, delimiter=delimiter)",
+        [READERS + "test_csv_text_errors", FUZZ + "test_csv_text_files_load_as_the_csv_module_reads_them"],
+    ),
+    (
+        "blank CSV rows skipped uncounted",
+        "finetune_lab/readers.py",
+        '                report.drop(split, "blank rows")\n',
+        "                pass\n",
+        [
+            READERS + "test_skipped_csv_rows_are_counted_with_their_reason",
+            FUZZ + "test_csv_text_files_load_as_the_csv_module_reads_them",
+        ],
+    ),
+    (
+        "IOB1 entity starts not converted",
+        "finetune_lab/readers.py",
+        '        if starts and f"B-{kind}" in label_names:',
+        "        if False:",
+        [READERS + "test_conll_iob1_input_is_converted_to_iob2_and_counted"],
+    ),
+    (
+        "zero epochs accepted",
+        "finetune_lab/arguments.py",
+        "    if training.do_train and training.max_steps <= 0 and not (math.isfinite(epochs) and epochs > 0):",
+        "    if False:",
+        [ARGS + "test_impossible_values_are_usage_errors_naming_the_option"],
+    ),
+    (
+        "impossible option values accepted",
+        "finetune_lab/arguments.py",
+        "        if key in values and not ok(values[key]):",
+        "        if False:",
+        [ARGS + "test_impossible_values_are_usage_errors_naming_the_option", FUZZ + "test_command_lines"],
+    ),
+    (
+        "experiment values not type-checked",
+        "finetune_lab/arguments.py",
+        "            value = _coerce(value, kind)\n",
+        "            pass\n",
+        [ARGS + "test_bad_experiment_files_name_the_file"],
+    ),
+    (
+        "a missing local model folder goes to the Hub",
+        "finetune_lab/arguments.py",
+        "    elif looks_like_path(name):",
+        "    elif False:",
+        [ARGS + "test_impossible_values_are_usage_errors_naming_the_option"],
+    ),
+    (
+        "an --output_dir that is a file accepted",
+        "finetune_lab/arguments.py",
+        "    if probe.exists() and not probe.is_dir():",
+        "    if False:",
+        [ARGS + "test_an_output_dir_that_is_a_file_is_an_error"],
+    ),
+    (
+        "an unwritable --output_dir accepted",
+        "finetune_lab/arguments.py",
+        "    if not os.access(probe, os.W_OK | os.X_OK):",
+        "    if False:",
+        [ARGS + "test_an_output_dir_under_a_read_only_folder_is_an_error"],
+    ),
+    (
+        "--max_seq_length beyond the model's positions",
+        "finetune_lab/modeling.py",
+        "    if limit is not None and max_seq_length > limit:",
+        "    if False:",
+        ["tests/test_run.py::test_max_seq_length_above_the_models_positions_is_an_error_before_training"],
+    ),
+    (
+        "every process prints the error",
+        "finetune_lab/errors.py",
+        '    return os.environ.get("RANK", "0") == "0"',
+        "    return True",
+        ["tests/test_run.py::test_two_processes_print_a_bad_data_file_once"],
+    ),
+    (
+        "NaN written into results.json",
+        "finetune_lab/results.py",
+        "    text = json.dumps(finite(data)[0], indent=2, sort_keys=False, default=str, allow_nan=False)",
+        "    text = json.dumps(data, indent=2, sort_keys=False, default=str)",
+        [RESULTS + "test_write_json_never_writes_nan"],
+    ),
+    (
+        "undefined scores without a reason",
+        "finetune_lab/results.py",
+        '    results, undefined = finite(results)\n    return {**results, "undefined": undefined}',
+        "    return results",
+        [RESULTS + "test_results_json_is_strict_json_undefined_scores_are_null_with_the_reason"],
     ),
 ]
 

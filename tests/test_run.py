@@ -258,3 +258,45 @@ def test_two_process_ddp_scores_every_example_once(run_cli, tiny_model_dir, tmp_
     assert saved["dev"]["examples"] == 51 and saved["test"]["examples"] == 37
     assert saved["processes"] == 2
     assert len(list(tmp_path.glob("wandb/offline-run-*"))) == 1  # one W&B run, from the main process
+
+
+# --- issue 11 ---------------------------------------------------------------------------------
+
+
+def tiny_csv(folder: Path) -> Path:
+    path = folder / "tiny.csv"
+    path.write_text("text,label\n" + "".join(f"text {i},{'positive' if i % 2 else 'negative'}\n" for i in range(8)))
+    return path
+
+
+def test_max_seq_length_above_the_models_positions_is_an_error_before_training(tiny_model_dir, tmp_path):
+    from finetune_lab.errors import UsageError
+
+    data = tiny_csv(tmp_path)
+    with pytest.raises(UsageError, match=r"--max_seq_length 100000: .*256 positions"):
+        main(
+            ["--task", "sentiment", "--model_name_or_path", str(tiny_model_dir), "--max_seq_length", "100000"]
+            + ["--train_file", str(data), "--validation_file", str(data), "--report_to", "none", *QUICK]
+        )
+    assert not list(Path("outputs").glob("*/*/results.json"))
+
+
+def test_two_processes_print_a_bad_data_file_once(run_cli, tiny_model_dir, tmp_path):
+    launcher = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2"]
+    (tmp_path / "bad.csv").write_text("text,label\ngood,positive\nbad,meh\n")
+    done = run_cli(
+        "--task",
+        "sentiment",
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--train_file",
+        str(tmp_path / "bad.csv"),
+        "--validation_file",
+        str(tmp_path / "bad.csv"),
+        "--report_to",
+        "none",
+        launcher=launcher,
+    )
+    assert done.returncode != 0
+    line = "bad.csv:3: label 'meh' is not in the label set"
+    assert done.stderr.count(line) == 1, done.stderr[-3000:]

@@ -77,6 +77,15 @@ def test_bad_options_are_usage_errors(argv, message):
         ),
         ("task: ner\n  bad: [\n", r"e.yaml:\d+: not valid YAML"),
         ("- a\n- b\n", "e.yaml: expected a mapping"),
+        # values of the wrong type: the file and the key named
+        ("task: ner\nseed: [1, 2]\n", r"e.yaml: seed: expected an integer, got \[1, 2\]"),
+        ("task: ner\nlabels: negative\n", r"e.yaml: labels: expected a list \(\[a, b\]\), got 'negative'"),
+        ("task: ner\nlearning_rate: fast\n", r"e.yaml: learning_rate: expected a number, got 'fast'"),
+        ("task: ner\nlearning_rate: -1\n", r"e.yaml: learning_rate: .*positive"),
+        ("task: ner\nbf16: maybe\n", r"e.yaml: bf16: expected true or false, got 'maybe'"),
+        ("task: ner\neval_strategy: often\n", r"e.yaml: eval_strategy: expected one of .*'epoch'.*, got 'often'"),
+        ("task: ner\nmax_train_samples: 0\n", r"e.yaml: max_train_samples: .*at least 1"),
+        ("task: ner\nlabels: [O, O]\n", "each label must be named once"),
     ],
 )
 def test_bad_experiment_files_name_the_file(tmp_path, content, message):
@@ -98,3 +107,67 @@ def test_every_shipped_experiment_parses():
     assert files
     for f in files:
         assert parse_arguments(["--experiment", str(f)]).task.name
+
+
+# --- issue 11: impossible values are one-line errors naming the option -------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--num_train_epochs", "0"], r"--num_train_epochs 0: nothing would be trained.*--do_train false"),
+        (["--num_train_epochs", "-2"], r"--num_train_epochs -2"),
+        (["--learning_rate", "-1"], r"--learning_rate -1: .*positive"),
+        (["--learning_rate", "nan"], r"--learning_rate nan: .*positive"),
+        (["--per_device_train_batch_size", "0"], r"--per_device_train_batch_size 0: .*at least 1"),
+        (["--per_device_eval_batch_size", "-1"], r"--per_device_eval_batch_size -1: .*at least 1"),
+        (["--max_train_samples", "0"], r"--max_train_samples 0: .*at least 1"),
+        (["--max_train_samples", "-5"], r"--max_train_samples -5: .*at least 1"),
+        (["--max_eval_samples", "0"], r"--max_eval_samples 0: .*at least 1"),
+        (["--max_seq_length", "0"], r"--max_seq_length 0: .*at least"),
+        (["--model_name_or_path", "./no/such/model"], r"--model_name_or_path ./no/such/model: no such folder"),
+        (["--model_name_or_path", "/no/such/model"], r"--model_name_or_path /no/such/model: no such folder"),
+        (["--model_name_or_path", "outputs/ner/old-run"], r"--model_name_or_path outputs/ner/old-run: no such folder"),
+        (["--labels", "pos", "neg", "pos"], "each label must be named once"),
+    ],
+)
+def test_impossible_values_are_usage_errors_naming_the_option(argv, message):
+    with pytest.raises(UsageError, match=message):
+        parse_arguments(["--task", "sentiment", *argv])
+
+
+def test_epochs_zero_is_fine_when_nothing_is_trained_or_steps_are_given():
+    assert parse_arguments(["--task", "sentiment", "--do_train", "false", "--num_train_epochs", "0"])
+    assert parse_arguments(["--task", "sentiment", "--max_steps", "5", "--num_train_epochs", "0"])
+
+
+def test_an_output_dir_that_is_a_file_is_an_error(tmp_path):
+    (tmp_path / "taken").write_text("not a folder")
+    for folder in (tmp_path / "taken", tmp_path / "taken" / "run"):
+        with pytest.raises(UsageError, match=f"--output_dir {folder}: .*taken is a file"):
+            parse_arguments(["--task", "sentiment", "--output_dir", str(folder)])
+
+
+def test_an_output_dir_under_a_read_only_folder_is_an_error(tmp_path, monkeypatch):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.geteuid() == 0:  # root may write anywhere but on a read-only file system: deny the folder as one would
+        real_access = os.access
+        monkeypatch.setattr(
+            os, "access", lambda path, mode, **kw: False if str(path) == str(locked) else real_access(path, mode, **kw)
+        )
+    try:
+        with pytest.raises(UsageError, match=f"--output_dir {locked}/run: cannot write in {locked}"):
+            parse_arguments(["--task", "sentiment", "--output_dir", str(locked / "run")])
+    finally:
+        locked.chmod(0o755)
+
+
+def test_an_existing_local_model_folder_and_hub_ids_pass(tmp_path):
+    (tmp_path / "model").mkdir()
+    assert parse_arguments(["--task", "sentiment", "--model_name_or_path", str(tmp_path / "model")])
+    assert parse_arguments(["--task", "sentiment", "--model_name_or_path", "hfl/rbt3"])  # a Hub id: checked on load
+    assert parse_arguments(["--task", "sentiment", "--model_name_or_path", "bert-base-uncased"])

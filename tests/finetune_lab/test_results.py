@@ -15,6 +15,7 @@ from finetune_lab.results import (
     move_hub_token_to_environment,
     redact,
     redact_argv,
+    run_results,
     write_json,
 )
 from finetune_lab.rundir import save_model_atomically
@@ -149,3 +150,35 @@ def test_git_state_is_what_git_says(tmp_path):
     assert git_state(repo) == {"commit": head, "dirty": True}
     (tmp_path / "plain").mkdir()
     assert git_state(tmp_path / "plain") == {"commit": None, "dirty": None}
+
+
+def refuse_constant(name):
+    raise ValueError(f"not strict JSON: {name}")
+
+
+def test_results_json_is_strict_json_undefined_scores_are_null_with_the_reason(tmp_path):
+    nan = float("nan")
+    trainer = SimpleNamespace(state=SimpleNamespace(best_model_checkpoint=None))
+    results = run_results(
+        {"task": "spam"},
+        trainer,
+        dev={"eval_accuracy": 1.0, "eval_roc_auc": nan},
+        test={"test_roc_auc": nan, "test_pearson": float("inf")},
+        train={"loss": nan},
+        history=[{"eval_loss": 0.5, "eval_roc_auc": nan, "epoch": 1.0}],
+        code_state={},
+    )
+    path = tmp_path / "results.json"
+    write_json(path, results)
+    saved = json.loads(path.read_text(), parse_constant=refuse_constant)  # no NaN, Infinity
+    assert saved["dev"] == {"accuracy": 1.0, "roc_auc": None}
+    assert saved["test"] == {"roc_auc": None, "pearson": None} and saved["train"]["loss"] is None
+    assert saved["dev_history"][0]["eval_roc_auc"] is None
+    why = saved["undefined"]
+    assert "one class" in why["test.roc_auc"] and "one class" in why["dev.roc_auc"]
+    assert "constant" in why["test.pearson"] and why["train.loss"] and why["dev_history.0.eval_roc_auc"]
+
+
+def test_write_json_never_writes_nan(tmp_path):
+    write_json(tmp_path / "a.json", {"x": [1.0, float("nan")]})
+    assert json.loads((tmp_path / "a.json").read_text(), parse_constant=refuse_constant) == {"x": [1.0, None]}
