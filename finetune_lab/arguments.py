@@ -12,7 +12,6 @@ import dataclasses
 import enum
 import json
 import math
-import os
 import sys
 import types
 import typing
@@ -326,7 +325,7 @@ def check_model_path(name: str | None) -> None:
 
 
 def check_output_dir(output_dir: str) -> None:
-    """The run folder must be creatable: no file in its way, and a writable folder to make it in.
+    """The run folder must be creatable: no file in its way.
 
     `output_dir` may hold `{task}` and `{run_name}` (filled in later): the part before them is checked.
     """
@@ -337,8 +336,7 @@ def check_output_dir(output_dir: str) -> None:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise UsageError(f"--output_dir {output_dir}: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"--output_dir {output_dir}: cannot write in {probe} (permission denied or read-only)")
+    # Writability is checked once, for real, when rundir.claim_run_dir creates the folder and a probe file.
 
 
 def check_values(run: RunArguments, model: ModelArguments, data: DataArguments, training: TrainingArguments) -> None:
