@@ -5,11 +5,13 @@ Never a traceback from deep inside a library, and never a row that vanishes with
 
 from __future__ import annotations
 
+import atexit
 import csv
 import io
 import json
 import math
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -52,8 +54,14 @@ def check(path: Path, load, expected_rows: int | None, err_lines: set[int] | Non
     return rows
 
 
+# Every file the examples write goes here, removed when the test process ends.
+SCRATCH = Path(tempfile.mkdtemp(prefix="finetune-lab-fuzz-"))
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
+UNUSED_OUTPUT_DIR = str(SCRATCH / "never-created")  # parsing checks it, nothing writes it
+
+
 def write_tmp(suffix: str, data: bytes) -> Path:
-    handle = tempfile.NamedTemporaryFile(delete=False, suffix=suffix)
+    handle = tempfile.NamedTemporaryFile(delete=False, suffix=suffix, dir=SCRATCH)
     handle.write(data)
     handle.close()
     return Path(handle.name)
@@ -306,7 +314,7 @@ def assert_usable(args) -> None:
 def test_experiment_files(content):
     path = write_tmp(".yaml", content.encode("utf-8"))
     try:
-        args = parse_arguments(["--task", "ner", "--experiment", str(path), "--output_dir", tempfile.mkdtemp()])
+        args = parse_arguments(["--task", "ner", "--experiment", str(path), "--output_dir", UNUSED_OUTPUT_DIR])
     except UsageError as err:
         try:
             parsed = json.loads(content)
@@ -354,7 +362,7 @@ argv_parts = st.one_of(pairs, pairs, pairs, (cli_options | cli_values).map(lambd
 @example(["--num_train_epochs", "0"])
 def test_command_lines(argv):
     try:
-        args = parse_arguments(["--task", "sentiment", "--output_dir", tempfile.mkdtemp(), *argv])
+        args = parse_arguments(["--task", "sentiment", "--output_dir", UNUSED_OUTPUT_DIR, *argv])
     except UsageError as err:
         assert str(err) and "\n" not in str(err)
         return
@@ -436,10 +444,17 @@ def usable_options(options: list[tuple], experiment: list[tuple]) -> bool:
 )
 def test_runs_end_in_the_oracles_rows_or_one_line_and_exit_2(tiny_model_dir, capsys, table, style, options, experiment):
     label_names, rows = table
+    folder = Path(tempfile.mkdtemp(dir=SCRATCH))
+    try:
+        check_run(tiny_model_dir, capsys, folder, label_names, rows, style, options, experiment)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # a finished run holds a model: do not keep one per example
+
+
+def check_run(tiny_model_dir, capsys, folder, label_names, rows, style, options, experiment) -> None:
     from finetune_lab.errors import run_cli
     from run import main
 
-    folder = Path(tempfile.mkdtemp())
     data = folder / "data.csv"
     data.write_text(csv_file(rows, "text,label", style, ","), encoding="utf-8", newline="")
     argv = ["--task", "sentiment", "--model_name_or_path", str(tiny_model_dir)]
