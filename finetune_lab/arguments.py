@@ -105,7 +105,7 @@ class DataArguments:
 
 # Fine-tuning defaults for every task (a task's `defaults` and experiment files override them).
 BASE_DEFAULTS: dict[str, Any] = {
-    "output_dir": "outputs/{task}/{run_name}",  # filled in by rundir.prepare_run_dir
+    "output_dir": "outputs/{task}/{run_name}",  # filled in by rundir.claim_run_dir
     "num_train_epochs": 3,
     "per_device_train_batch_size": 32,
     # CPU: `make bench` measured eval batch 32 at 1.17x the speed of 64 and 256 at 0.78x (a GPU gets 256).
