@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent
-DST = Path(tempfile.gettempdir()) / "finetune-lab-mutant"
+# Its own scratch copy per invocation, so two checks (two worktrees) never share one.
+DST = Path(tempfile.mkdtemp(prefix="finetune-lab-mutant-"))
 PY = sys.executable
 REL = "tests/test_run_reliability.py::"
 READERS = "tests/finetune_lab/test_readers.py::"
@@ -379,6 +380,7 @@ for name, path, old, new, tests in MUTANTS:
         + "\n   ".join(f[:220] for f in failed),
         flush=True,
     )
+shutil.rmtree(DST, ignore_errors=True)
 print("\nSUMMARY")
 for name, verdict in results:
     print(f"- {name}: {verdict}")
