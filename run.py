@@ -18,6 +18,9 @@ from typing import Any
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # quiet fork warnings from the data loader
 
 from finetune_lab.errors import run_cli  # noqa: E402
+from finetune_lab.threads import settle_threads  # noqa: E402
+
+THREADS_NOTE = settle_threads()  # before torch loads: it sizes its thread pools from the environment
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -33,6 +36,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     move_hub_token_to_environment(training)  # so it is never pickled into training_args.bin
     code_state = environment()  # now, not at the end: the commit that is running, not a later one
     set_seed(training.seed)
+    if THREADS_NOTE and training.process_index == 0:
+        print(THREADS_NOTE)
     try:
         # checked writable and locked (one run per folder), before anything is loaded or trained
         with claim_run_dir(args) as run_dir:

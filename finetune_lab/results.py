@@ -14,6 +14,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from finetune_lab.hardware import precision_name
 
 PACKAGES = ("torch", "transformers", "datasets", "accelerate", "seqeval", "wandb", "scikit-learn")
@@ -176,6 +178,7 @@ def run_config(args: Any, task: Any, model: Any, data_report: Any, truncation: d
         "precision": precision,
         "seed": training.seed,
         "processes": training.world_size,
+        "threads_per_process": torch.get_num_threads(),
         "main_metric": training.metric_for_best_model,
         "tags": [args.run.task, model_label(args.model.model_name_or_path), precision, f"seed{training.seed}"],
         "experiment_file": args.run.experiment,

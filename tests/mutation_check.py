@@ -18,7 +18,22 @@ READERS = "tests/finetune_lab/test_readers.py::"
 ARGS = "tests/finetune_lab/test_arguments.py::"
 RESULTS = "tests/finetune_lab/test_results.py::"
 FUZZ = "tests/finetune_lab/test_fuzz.py::"
+RUN = "tests/test_run.py::"
 MUTANTS = [
+    (
+        "accelerate launch keeps its one thread",
+        "finetune_lab/threads.py",
+        '    environ["OMP_NUM_THREADS"] = environ["MKL_NUM_THREADS"] = str(threads)\n',
+        "",
+        [RUN + "test_accelerate_launch_uses_every_core_not_its_default_of_one"],
+    ),
+    (
+        "the user's OMP_NUM_THREADS overridden",
+        "finetune_lab/threads.py",
+        'return "OMP_NUM_THREADS" not in parent_environ and not chosen',
+        "return True",
+        ["tests/finetune_lab/test_threads.py"],
+    ),
     (
         "resume ignores the checkpoint",
         "run.py",

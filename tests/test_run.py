@@ -13,10 +13,11 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer, pipelin
 
 from finetune_lab.families import align_labels_to_words
 from finetune_lab.metrics import entity_metrics
+from finetune_lab.threads import usable_cores
 from run import main
 from tasks.ner import ConllNer
 from tasks.sentiment import MovieReviewSentiment
-from tests.conftest import wandb_inspect
+from tests.conftest import ROOT, wandb_inspect
 
 QUICK = [
     "--num_train_epochs",
@@ -257,7 +258,21 @@ def test_two_process_ddp_scores_every_example_once(run_cli, tiny_model_dir, tmp_
     # 51 and 37 do not split evenly over 2 processes: padding duplicates must not be scored
     assert saved["dev"]["examples"] == 51 and saved["test"]["examples"] == 37
     assert saved["processes"] == 2
+    assert saved["threads_per_process"] == max(usable_cores() // 2, 1)  # the cores, shared
     assert len(list(tmp_path.glob("wandb/offline-run-*"))) == 1  # one W&B run, from the main process
+
+
+def test_accelerate_launch_uses_every_core_not_its_default_of_one(run_cli, tiny_model_dir, monkeypatch):
+    """`make ner` goes through `accelerate launch`, which sets OMP_NUM_THREADS=1 when it is unset."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    launcher = [accelerate, "launch", "--config_file", str(ROOT / "accelerate_config.yaml")]
+    common = ["--task", "sentiment", "--model_name_or_path", str(tiny_model_dir), "--max_train_samples", "32"]
+    common += ["--max_eval_samples", "16", "--max_test_samples", "16", "--report_to", "none", *QUICK]
+    done = run_cli(*common, "--output_dir", "runs/launched", launcher=launcher)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(Path("runs/launched/results.json").read_text())["threads_per_process"] == usable_cores()
 
 
 # --- issue 11 ---------------------------------------------------------------------------------
