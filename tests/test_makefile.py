@@ -1,9 +1,11 @@
-"""Makefile targets of this issue: seed loops and `make compare` pass-through (launcher replaced by echo)."""
+"""Makefile targets (seed loops, `make compare` pass-through; launcher replaced by echo) and the venv's `accelerate`."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +49,57 @@ def test_every_registered_task_has_a_make_target():
 
     for task in REGISTRY:
         assert [line.split() for line in make(task, "ACCELERATE=echo")] == [["run.py", "--task", task]]
+
+
+# --- `accelerate launch` typed in the activated venv (finetune_lab/venv_accelerate.sh) ---------
+
+
+def activated_accelerate(root, venv: str, command: str, env: dict[str, str], path_first: str) -> str:
+    """`command` in bash after sourcing the snippet `make setup` appends to .venv/bin/activate."""
+    snippet = (ROOT / "finetune_lab" / "venv_accelerate.sh").read_text().replace("@ROOT@", str(root))
+    script = f'export VIRTUAL_ENV="{venv}"\n{snippet}\n{command}\n'
+    env = {"PATH": f"{path_first}:/usr/bin:/bin", "HOME": env.pop("HOME"), **env}
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    return done.stdout + done.stderr
+
+
+@pytest.fixture
+def echo_accelerate(tmp_path):
+    """A fake `accelerate` on PATH that prints its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "accelerate").write_text('#!/bin/sh\necho "accelerate $*"\n')
+    (bin_dir / "accelerate").chmod(0o755)
+    return bin_dir
+
+
+def test_plain_accelerate_launch_in_the_venv_gets_the_projects_config(tmp_path, echo_accelerate):
+    root, venv = tmp_path / "repo", str(tmp_path / "repo" / ".venv")
+    home = {"HOME": str(tmp_path / "home")}
+
+    def launched(command: str, venv: str = venv, **env: str) -> str:
+        return activated_accelerate(root, venv, command, {**home, **env}, str(echo_accelerate)).strip()
+
+    config = f"--config_file {root}/accelerate_config.yaml"
+    assert launched("accelerate launch run.py --task ner") == f"accelerate launch {config} run.py --task ner"
+    # the user's own choices win: their config file, --cpu, a default config from `accelerate config`, opt-out
+    mine = "accelerate launch --config_file mine.yaml run.py"
+    assert launched(mine) == mine
+    assert launched("accelerate launch --cpu run.py") == "accelerate launch --cpu run.py"
+    hf_home = tmp_path / "hf"
+    (hf_home / "accelerate").mkdir(parents=True)
+    (hf_home / "accelerate" / "default_config.yaml").write_text("num_processes: 1\n")
+    assert launched("accelerate launch run.py", HF_HOME=str(hf_home)) == "accelerate launch run.py"
+    assert launched("accelerate launch run.py", FINETUNE_LAB_PLAIN_ACCELERATE="1") == "accelerate launch run.py"
+    # other subcommands and other (or no) venvs are untouched
+    assert launched("accelerate env") == "accelerate env"
+    assert launched("accelerate launch run.py", venv="/elsewhere/.venv") == "accelerate launch run.py"
+
+
+def test_plain_accelerate_launch_prints_no_wall_of_warnings(tmp_path):
+    bin_dir = str(Path(sys.executable).parent)
+    env = {"HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf")}  # no default config from `accelerate config`
+    command = f"cd {ROOT} && accelerate launch run.py --task sentiment --help"
+    output = activated_accelerate(ROOT, f"{ROOT}/.venv", command, env, bin_dir)
+    assert "usage: run.py" in output, output[-2000:]
+    assert "had defaults used instead" not in output, output[:2000]
