@@ -53,7 +53,7 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
     from finetune_lab import wandb_logging
     from finetune_lab.callbacks import EpochTimer
     from finetune_lab.hardware import peak_memory_mb
-    from finetune_lab.metrics import format_report
+    from finetune_lab.metrics import chance_level_note, format_report
     from finetune_lab.modeling import build_model, check_max_seq_length
     from finetune_lab.results import redact, run_config, run_results, write_json
     from finetune_lab.rundir import resume_checkpoint, save_model_atomically
@@ -128,15 +128,20 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
         "peak_memory_mb": peak_memory_mb(),
     }
     results = redact(run_results(config, trainer, dev, test, train, history, code_state))
+    main_metric = training.metric_for_best_model
+    score = results["test"].get(main_metric)
+    chance_note = chance_level_note(task, test_output, main_metric, score) if test_output else None
+    results["warnings"] = [chance_note] if chance_note else []
     write_json(run_dir / "results.json", results)
     model_dir = run_dir if args.run.wandb_log_model else None
     wandb_logging.log_final(wandb_run, results, test_output, model_dir=model_dir)
     wandb_logging.finish(wandb_run)
-    main_metric = training.metric_for_best_model
     summary = f"{task.name}: dev {main_metric} {shown(results['dev'].get(main_metric))}"
     if test:
         summary += f", test {main_metric} {shown(results['test'].get(main_metric))}"
     print(f"\n{summary}; results in {run_dir / 'results.json'}")
+    if chance_note:
+        print(f"warning: {chance_note}")
     return results
 
 

@@ -7,7 +7,8 @@ classification scores from scikit-learn. Per-class numbers are returned flat, as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
@@ -19,6 +20,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
     roc_auc_score,
 )
+from transformers import EvalPrediction
 
 from finetune_lab import tables
 
@@ -145,3 +147,44 @@ def format_report(metrics: dict, prefix: str = "", title: str = "") -> str:
             table.append([key, f"{summary[key]:.4f}"])  # overall numbers under the classes, one per line
     text = tables.render(["", *STATS], table, align="lrrrr")
     return f"{title}\n{text}" if title else text
+
+
+# What a model that learned nothing scores: within this margin of it, a run is "at chance level".
+CHANCE_MARGIN = 0.02
+
+
+def constant_prediction_scores(
+    compute_metrics: Callable[[EvalPrediction], dict], label_ids: np.ndarray, num_labels: int
+) -> tuple[int, dict] | None:
+    """The most frequent gold label of a set and the scores of predicting it everywhere (None: regression).
+
+    Scored with the task's own `compute_metrics`, so the bar fits every metric: 0 entity F1 for
+    all-`O` NER, the majority share for accuracy, 0 F1 of spam for always-ham.
+    """
+    gold = np.asarray(label_ids)
+    if not np.issubdtype(gold.dtype, np.integer) or num_labels < 2:
+        return None
+    valid = gold[gold != -100]
+    if valid.size == 0:
+        return None
+    majority = int(np.bincount(valid, minlength=num_labels).argmax())
+    logits = np.zeros((*gold.shape, num_labels), dtype=np.float32)
+    logits[..., majority] = 1.0
+    return majority, compute_metrics(EvalPrediction(predictions=logits, label_ids=gold))
+
+
+def chance_level_note(task: Any, output: Any, metric: str, score: float | None, split: str = "test") -> str | None:
+    """A one-line warning when `score` (of `output`, a Trainer prediction) is no better than always
+    predicting the most frequent label; None when it is, or when that is undefined (regression)."""
+    constant = constant_prediction_scores(task.compute_metrics, output.label_ids, len(task.label_names))
+    if score is None or constant is None or not greater_is_better(metric):
+        return None
+    majority, scores = constant
+    chance = scores.get(metric)
+    if chance is None or score > chance + CHANCE_MARGIN:
+        return None
+    return (
+        f"{split} {metric} {score:.4f} is at chance level (always predicting '{task.label_names[majority]}' "
+        f"scores {chance:.4f}): the model has not learned yet; train longer (more --num_train_epochs or "
+        "--max_train_samples) or try another --learning_rate"
+    )

@@ -21,6 +21,20 @@ FUZZ = "tests/finetune_lab/test_fuzz.py::"
 RUN = "tests/test_run.py::"
 MUTANTS = [
     (
+        "a run at chance level is not told",
+        "run.py",
+        "chance_note = chance_level_note(task, test_output, main_metric, score) if test_output else None",
+        "chance_note = None",
+        [RUN + "test_a_run_at_chance_level_says_so"],
+    ),
+    (
+        "chance level without a margin",
+        "finetune_lab/metrics.py",
+        "if chance is None or score > chance + CHANCE_MARGIN:",
+        "if chance is None or score > chance:",
+        ["tests/finetune_lab/test_metrics.py"],
+    ),
+    (
         "venv accelerate launch without the project's config",
         "finetune_lab/venv_accelerate.sh",
         'command accelerate launch --config_file "@ROOT@/accelerate_config.yaml" "$@"',

@@ -315,3 +315,18 @@ def test_two_processes_print_a_bad_data_file_once(run_cli, tiny_model_dir, tmp_p
     assert done.returncode != 0
     line = "bad.csv:3: label 'meh' is not in the label set"
     assert done.stderr.count(line) == 1, done.stderr[-3000:]
+
+
+# --- issue 10: a run that learned nothing says so ----------------------------------------------
+
+
+def test_a_run_at_chance_level_says_so(tiny_model_dir, tmp_path, capsys):
+    train = tiny_csv(tmp_path)
+    test = tmp_path / "one-class.csv"  # every gold label 'negative': always predicting it is perfect
+    test.write_text("text,label\n" + "".join(f"review {i},negative\n" for i in range(6)))
+    results = main(
+        ["--task", "sentiment", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(train)]
+        + ["--validation_file", str(train), "--test_file", str(test), "--report_to", "none", *QUICK]
+    )
+    assert len(results["warnings"]) == 1 and "at chance level" in results["warnings"][0]
+    assert "warning: test accuracy" in capsys.readouterr().out

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from finetune_lab.metrics import classification_metrics, entity_metrics, format_report, per_class_rows
+from finetune_lab.metrics import (
+    chance_level_note,
+    classification_metrics,
+    constant_prediction_scores,
+    entity_metrics,
+    format_report,
+    per_class_rows,
+)
 
 
 def test_entity_metrics_match_hand_computed_values():
@@ -100,3 +107,37 @@ def test_greater_is_better(metric, explicit, expected):
     from finetune_lab.metrics import greater_is_better
 
     assert greater_is_better(metric, explicit) is expected
+
+
+# --- chance level: "the model has not learned yet" ---------------------------------------------
+
+
+def chance_note(task_class, label_ids: np.ndarray, metric: str, score: float):
+    from types import SimpleNamespace
+
+    return chance_level_note(task_class(), SimpleNamespace(label_ids=label_ids), metric, score)
+
+
+def test_all_O_ner_is_chance_level_and_a_learned_score_is_not():
+    from tasks.ner import ConllNer
+
+    o, b_per, i_per = (ConllNer.label_names.index(tag) for tag in ("O", "B-PER", "I-PER"))
+    gold = np.array([[o, b_per, i_per, o, -100], [b_per, o, o, o, o]])
+    majority, scores = constant_prediction_scores(ConllNer().compute_metrics, gold, len(ConllNer.label_names))
+    assert ConllNer.label_names[majority] == "O" and scores["f1"] == 0.0
+    note = chance_note(ConllNer, gold, "f1", 0.0)
+    assert "chance level" in note and "always predicting 'O' scores 0.0000" in note and "--num_train_epochs" in note
+    assert chance_note(ConllNer, gold, "f1", 0.5) is None
+
+
+def test_accuracy_near_the_majority_share_is_chance_level():
+    from tasks.sentiment import MovieReviewSentiment
+
+    gold = np.array([1] * 7 + [0] * 3)
+    assert chance_note(MovieReviewSentiment, gold, "accuracy", 0.71) is not None  # majority share 0.7
+    assert chance_note(MovieReviewSentiment, gold, "accuracy", 0.75) is None
+    assert chance_note(MovieReviewSentiment, gold, "loss", 0.7) is None  # not a higher-is-better score
+
+
+def test_regression_has_no_chance_level():
+    assert constant_prediction_scores(lambda p: {"pearson": 0.0}, np.array([0.5, 1.5]), 1) is None
