@@ -1,4 +1,4 @@
-# finetune-lab: `make setup`, `make test`, `make <task>`, `make compare`, `make bench`.
+# finetune-lab: `make setup`, `make test`, `make <task>`, `make search`, `make compare`, `make bench`.
 # Every target that needs Python builds the virtual environment first when it is missing.
 
 PYTHON ?= python3
@@ -20,7 +20,7 @@ RUNS_DIR ?= outputs
 # One target per task, read from the registry in tasks/__init__.py (lines `    "name": "tasks.module:Class",`).
 TASKS := $(shell sed -n 's/^ *"\([a-z0-9-]*\)": "tasks\..*/\1/p' tasks/__init__.py)
 
-.PHONY: setup test lint $(TASKS) compare bench clean
+.PHONY: setup test lint $(TASKS) search compare bench clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,15 @@ else
 		$(ACCELERATE) run.py --task $@ $(EXP_ARG) --seed $$seed $(ARGS); \
 	done
 endif
+
+# Hyperparameter search (Optuna): make search TASK=ner [SPACE=experiments/search/ner.yaml] [TRIALS=20]
+# [WORKERS=1] [ARGS="run.py or search.py options"]. The same command continues an interrupted study.
+TASK    ?=
+SPACE   ?=
+TRIALS  ?= 20
+WORKERS ?= 1
+search: $(STAMP)
+	$(BIN)/python search.py --task $(TASK) $(if $(SPACE),--space $(SPACE)) --n_trials $(TRIALS) --workers $(WORKERS) $(ARGS)
 
 # Leaderboards per task + plots from every results.json under RUNS_DIR (written to RUNS_DIR/compare/).
 compare: $(STAMP)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from finetune_lab.threads import settle_threads  # noqa: E402
 THREADS_NOTE = settle_threads()  # before torch loads: it sizes its thread pools from the environment
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """One run; its results (results.json's content). `callbacks`: more Trainer callbacks (search.py's pruning)."""
     from transformers import set_seed
 
     from finetune_lab.arguments import parse_arguments
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         # checked writable and locked (one run per folder), before anything is loaded or trained
         with claim_run_dir(args) as run_dir:
-            return train_and_report(args, run_dir, code_state)
+            return train_and_report(args, run_dir, code_state, callbacks)
     except RunFinished as finished:  # --resume on a finished run: never rewritten
         if training.process_index != 0:
             return {}
@@ -49,7 +51,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return json.loads(finished.results.read_text(encoding="utf-8"))
 
 
-def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> dict[str, Any]:
+def train_and_report(
+    args: Any, run_dir: Path, code_state: dict[str, Any], callbacks: Sequence[Any] = ()
+) -> dict[str, Any]:
     from finetune_lab import wandb_logging
     from finetune_lab.callbacks import EpochTimer
     from finetune_lab.hardware import peak_memory_mb
@@ -91,7 +95,7 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
         args.data,
         tokenized["train"],
         tokenized["validation"],
-        callbacks=[timer, *wandb_logging.callbacks(wandb_run, config)],
+        callbacks=[timer, *wandb_logging.callbacks(wandb_run, config), *callbacks],
         early_stopping_patience=args.run.early_stopping_patience,
     )
     started = time.perf_counter()

@@ -14,6 +14,8 @@
     metrics       scores (seqeval, scikit-learn) and which way is better
     hardware      precision, loader and attention defaults by device; peak memory
     errors        one-line errors and the one CLI wrapper
+    search        hyperparameter search with Optuna (search.py): trials as runs, resumable study, workers
+    search_space  search-space files (experiments/search/): ranges and choices, checked against run.py's options
     compare, plots, tables   leaderboards and plots from finished runs
     inference     labelling text with saved runs (predict.py)
 

@@ -89,11 +89,12 @@ def start_wandb(name: str, group: str, tags: list[str], config: dict[str, Any], 
     init = dict(
         project=os.environ["WANDB_PROJECT"],
         name=name,
-        group=group,
+        # search.py sets these for its trials: group = the study, job type "trial"
+        group=os.environ.get("FINETUNE_LAB_WANDB_GROUP") or group,
         tags=list(dict.fromkeys([*tags, *wandb_tags(config)])),
         config=config,
         notes=notes or experiment_notes(config.get("experiment_file")),
-        job_type="train",
+        job_type=os.environ.get("FINETUNE_LAB_WANDB_JOB_TYPE") or "train",
         reinit="finish_previous",
     )
     argv = redact_sys_argv()  # W&B records the command line as the run starts
