@@ -19,7 +19,57 @@ ARGS = "tests/finetune_lab/test_arguments.py::"
 RESULTS = "tests/finetune_lab/test_results.py::"
 FUZZ = "tests/finetune_lab/test_fuzz.py::"
 RUN = "tests/test_run.py::"
+SEARCH = "tests/test_search.py::"
 MUTANTS = [
+    (
+        "search objective scores the test split",
+        "finetune_lab/search.py",
+        "        value = (results.get(\"dev\") or {}).get(settings.metric)",
+        "        value = (results.get(\"test\") or {}).get(settings.metric)",
+        [SEARCH + "test_a_four_trial_study_completes_with_table_plots_and_a_runnable_best_file"],
+    ),
+    (
+        "search: an interrupted trial is taken for running",
+        "finetune_lab/search.py",
+        "            elif worker_alive(folder, worker):",
+        "            elif True:",
+        [SEARCH + "test_a_study_killed_after_its_second_trial_continues_and_keeps_its_finished_trials"],
+    ),
+    (
+        "search: a resumed sampler starts from its first draw again",
+        "finetune_lab/search.py",
+        "    seed = settings.args.sampler_seed + 10007 * worker_index + n_existing",
+        "    seed = settings.args.sampler_seed + 10007 * worker_index",
+        [SEARCH + "test_a_study_killed_after_its_second_trial_continues_and_keeps_its_finished_trials"],
+    ),
+    (
+        "search: a pruned trial trains on",
+        "finetune_lab/search.py",
+        "            control.should_training_stop = True",
+        "            pass",
+        [SEARCH + "test_a_bad_trial_is_pruned_after_its_first_epoch_and_marked"],
+    ),
+    (
+        "search: a finished study runs one more trial",
+        "finetune_lab/search.py",
+        "            if counted(study) >= settings.args.n_trials:\n                return\n",
+        "",
+        [SEARCH + "test_a_second_run_of_the_same_command_adds_nothing_and_a_changed_space_is_refused"],
+    ),
+    (
+        "search: stage 2 re-runs the worst trials",
+        "finetune_lab/search.py",
+        "            top = ranked(stage1)[: settings.args.top_k]",
+        "            top = ranked(stage1)[::-1][: settings.args.top_k]",
+        [SEARCH + "test_two_stages_run_every_trial_on_a_part_then_the_best_on_all_the_data"],
+    ),
+    (
+        "search space: an empty range accepted",
+        "finetune_lab/search_space.py",
+        "    if not low < high:",
+        "    if False:",
+        [SEARCH + "test_a_malformed_search_space_is_one_line_naming_the_file_and_key"],
+    ),
     (
         "a run at chance level is not told",
         "run.py",

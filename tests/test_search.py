@@ -239,7 +239,8 @@ def test_a_bad_trial_is_pruned_after_its_first_epoch_and_marked(tiny_model_dir, 
 
 
 def test_two_stages_run_every_trial_on_a_part_then_the_best_on_all_the_data(tiny_model_dir):
-    args = ["--task", "sentiment", "--space", space_file(), "--n_trials", "3", "--study_name", "two"]
+    space = space_file(SPACE + "metric_for_best_model: loss\n")  # distinct values: a real ranking
+    args = ["--task", "sentiment", "--space", space, "--n_trials", "3", "--study_name", "two"]
     args += ["--stage1_fraction", "0.5", "--stage1_epochs", "1", "--top_k", "2", *tiny(tiny_model_dir, epochs=2)]
     best = search.main(args)
 
@@ -248,12 +249,12 @@ def test_two_stages_run_every_trial_on_a_part_then_the_best_on_all_the_data(tiny
     for trial in stage1.trials:
         options = json.loads((Path(trial.user_attrs["run_dir"]) / "results.json").read_text())["options"]
         assert options["data"]["max_train_samples"] == 16 and options["training"]["num_train_epochs"] == 1
-    top = sorted(stage1.trials, key=lambda t: (-t.value, t.number))[:2]
+    top = sorted(stage1.trials, key=lambda t: t.value)[:2]  # the lowest dev loss
     assert [t.params for t in stage2.trials] == [t.params for t in top]
     for trial in stage2.trials:
         options = json.loads((Path(trial.user_attrs["run_dir"]) / "results.json").read_text())["options"]
         assert options["data"]["max_train_samples"] == 32 and options["training"]["num_train_epochs"] == 2
-    chosen = max(stage2.trials, key=lambda t: (t.value, -t.number))
+    chosen = min(stage2.trials, key=lambda t: t.value)
     assert yaml.safe_load(best.read_text())["learning_rate"] == chosen.params["learning_rate"]
 
 
