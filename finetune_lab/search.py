@@ -607,6 +607,8 @@ def run_workers(settings: Settings, stage: int, argv: list[str]) -> None:
     if settings.args.workers == 1:
         work(settings, stage, 0)
         return
+    # created here, once, before the workers load it
+    load_study(settings, settings.study_name if stage == 1 else settings.full_study_name, pruning=stage == 1)
     threads = max((os.cpu_count() or 1) // settings.args.workers, 1)
     processes = []
     for index in range(settings.args.workers):
@@ -615,7 +617,6 @@ def run_workers(settings: Settings, stage: int, argv: list[str]) -> None:
         command = [sys.executable, str(Path(__file__).resolve().parent.parent / "search.py"), *argv]
         command += ["--worker_index", str(index), "--stage", str(stage)]
         processes.append(subprocess.Popen(command, env=env, preexec_fn=_die_with_parent))
-        time.sleep(0.5)  # the first creates the study; the others load it
     codes = [process.wait() for process in processes]
     bad = [f"worker {i} exited with {code}" for i, code in enumerate(codes) if code]
     if any(code == 2 for code in codes):

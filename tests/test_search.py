@@ -156,6 +156,17 @@ def test_a_study_killed_after_its_second_trial_continues_and_keeps_its_finished_
     check_trial_runs(load(study_dir, "killed"), "accuracy")
 
 
+def test_an_rdb_storage_url_holds_the_study_with_optunas_heartbeat(tiny_model_dir, tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"  # the RDB path (PostgreSQL, MySQL) with SQLite
+    args = ["--task", "sentiment", "--space", space_file(), "--n_trials", "1", "--study_name", "rdb"]
+    search.main([*args, "--storage", url, *tiny(tiny_model_dir)])
+    storage = optuna.storages.RDBStorage(url)
+    (trial,) = optuna.load_study(study_name="rdb", storage=storage).trials
+    assert trial.state == TrialState.COMPLETE and trial.value is not None
+    assert not Path("outputs/search/rdb/journal.log").exists()
+    assert search.open_storage(search.settle([*args, "--storage", url])).heartbeat_interval == search.HEARTBEAT_S
+
+
 def test_a_record_cut_short_by_a_kill_is_removed_from_the_journal(tmp_path, capsys):
     path = tmp_path / "journal.log"
     path.write_bytes(b'{"op_code": 0}\n{"op_code": 1, "stu')
