@@ -8,8 +8,8 @@ import math
 import os
 import platform
 import re
+import secrets
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,14 @@ _withheld: set[str] = set()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a kill leaves the old file or the new one."""
+    """Write via a temporary file and rename, so a kill leaves the old file or the new one.
+
+    The file gets the mode any new file gets (0666 less the umask: group-readable under the usual
+    022 or 002), not mkstemp's private 0600, so teammates on a shared runs folder can read it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -38,6 +42,39 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """A new hidden file beside `path`, opened for writing; the kernel applies the umask (and any default ACL)."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file beside {path}")
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it (Linux); else by setting it and putting it back."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(paths: Any) -> None:
+    """Give each file the mode a new file gets (0666 less the umask): libraries that write via a private
+    temporary file (safetensors' weights: 0600) leave it unreadable to the group otherwise."""
+    mode = 0o666 & ~current_umask()
+    for path in paths:
+        if Path(path).is_file() and not Path(path).is_symlink():
+            os.chmod(path, mode)
 
 
 def write_json(path: Path, data: Any) -> None:

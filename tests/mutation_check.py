@@ -36,11 +36,11 @@ MUTANTS = [
     (
         "results.json written in place",
         "finetune_lab/results.py",
-        '    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")\n',
+        "    fd, tmp = _create_temporary(path)\n",
         '    with open(path, "w", encoding="utf-8") as handle:\n'
         "        for i in range(0, len(text), 64):\n"
         "            handle.write(text[i : i + 64])\n            handle.flush()\n"
-        '    return\n    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")\n',
+        "    return\n    fd, tmp = _create_temporary(path)\n",
         ["tests/finetune_lab/test_results.py"],
     ),
     (
