@@ -57,6 +57,7 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
 
     training = args.training
     main_process = training.process_index == 0
+    upload_model = wandb_logging.model_upload(args.run.wandb_log_model, training.report_to)
 
     # 2. build task: data from the embedded package, the Hub or local files; the label set it settles on
     data = args.task.load(args.data)
@@ -74,21 +75,22 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
     config = redact(run_config(args, task, built, data.report, truncation))
     wandb_run = None
     if main_process and "wandb" in training.report_to:
-        wandb_run = wandb_logging.start_wandb(training.run_name, task.name, config["tags"], config, config["notes"])
+        wandb_run = wandb_logging.start_wandb(config, training.project, args.run.wandb_entity)
         if wandb_run is None:
             training.report_to = [r for r in training.report_to if r != "wandb"]
     timer = EpochTimer()
-    trainer = build_trainer(
-        task,
-        built.model,
-        built.tokenizer,
-        training,
-        args.data,
-        tokenized["train"],
-        tokenized["validation"],
-        callbacks=[timer, *wandb_logging.callbacks(wandb_run, config)],
-        early_stopping_patience=args.run.early_stopping_patience,
-    )
+    with wandb_logging.trainer_uploads_no_model():  # the model goes up once, in log_final
+        trainer = build_trainer(
+            task,
+            built.model,
+            built.tokenizer,
+            training,
+            args.data,
+            tokenized["train"],
+            tokenized["validation"],
+            callbacks=[timer, *wandb_logging.callbacks(wandb_run, config)],
+            early_stopping_patience=args.run.early_stopping_patience,
+        )
     started = time.perf_counter()
     try:
         train_metrics = {}
@@ -97,9 +99,10 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
         train_seconds = time.perf_counter() - started
         history = list(trainer.state.log_history)  # per-epoch dev scores, before the final evaluation
 
-        # 5. evaluate: dev with the best model, then test
-        dev = trainer.evaluate()
-        test_output = trainer.predict(tokenized["test"], metric_key_prefix="test") if "test" in tokenized else None
+        # 5. evaluate: dev with the best model, then test (into W&B's summary, not onto its curves)
+        with wandb_logging.off_the_curves(trainer):
+            dev = trainer.evaluate()
+            test_output = trainer.predict(tokenized["test"], metric_key_prefix="test") if "test" in tokenized else None
         test = test_output.metrics if test_output is not None else {}
 
         # 6. save: best model + tokenizer + label maps (in config.json), loadable by pipeline()
@@ -124,8 +127,7 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
     }
     results = redact(run_results(config, trainer, dev, test, train, history, code_state))
     write_json(run_dir / "results.json", results)
-    model_dir = run_dir if args.run.wandb_log_model else None
-    wandb_logging.log_final(wandb_run, results, test_output, model_dir=model_dir)
+    wandb_logging.log_final(wandb_run, results, test_output, model_dir=run_dir if upload_model else None)
     wandb_logging.finish(wandb_run)
     main_metric = training.metric_for_best_model
     summary = f"{task.name}: dev {main_metric} {shown(results['dev'].get(main_metric))}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -204,7 +205,9 @@ def run_config(args: Any, task: Any, model: Any, data_report: Any, truncation: d
 
     training = args.training
     precision = precision_name(training.bf16, training.fp16)
-    return {
+    experiment = Path(args.run.experiment).stem if args.run.experiment else None
+    source = data_source(args.data)
+    config = {
         "task": args.run.task,
         "run_name": training.run_name,
         "output_dir": training.output_dir,
@@ -214,8 +217,17 @@ def run_config(args: Any, task: Any, model: Any, data_report: Any, truncation: d
         "seed": training.seed,
         "processes": training.world_size,
         "main_metric": training.metric_for_best_model,
-        "tags": [args.run.task, model_label(args.model.model_name_or_path), precision, f"seed{training.seed}"],
+        "tags": [
+            args.run.task,
+            model_label(args.model.model_name_or_path),
+            precision,
+            f"seed{training.seed}",
+            *([experiment] if experiment else []),
+            source,
+        ],
         "experiment_file": args.run.experiment,
+        "experiment_name": experiment,  # the experiment file's name, without folder and suffix
+        "data_source": source,  # short; data.source says it in full
         "notes": args.run.notes,
         "labels": list(task.label_names),
         "options": {
@@ -225,8 +237,36 @@ def run_config(args: Any, task: Any, model: Any, data_report: Any, truncation: d
             "task": dataclasses.asdict(args.task_options) if args.task_options is not None else {},
             "training": training.to_dict(),
         },
-        "data": {**data_report.to_dict(), "truncation": truncation},
+        # kept: examples loaded per split; used: after --max_*_samples (what was trained and scored on)
+        "data": {
+            **data_report.to_dict(),
+            "used": {split: counts["examples"] for split, counts in truncation.items()},
+            "truncation": truncation,
+        },
     }
+    config["seed_group"] = seed_group(redact(config))
+    return config
+
+
+def data_source(data_args: Any) -> str:
+    """The data in a few words for tags and names: `embedded`, `hub:NAME[/CONFIG]` or `file:TRAIN_FILE_NAME`."""
+    if data_args.train_file:
+        label = f"file:{Path(data_args.train_file).name}"
+    elif data_args.dataset_name:
+        label = f"hub:{data_args.dataset_name}" + (
+            f"/{data_args.dataset_config_name}" if data_args.dataset_config_name else ""
+        )
+    else:
+        label = "embedded"
+    return label[:64]  # W&B's limit for a tag
+
+
+def seed_group(config: dict[str, Any]) -> str:
+    """A short digest of the options `make compare` groups seeds by (compare.experiment_key): runs with
+    the same one are seeds of one experiment, one leaderboard row; W&B's group-by on it gives the same rows."""
+    from finetune_lab.compare import experiment_key
+
+    return hashlib.sha256(experiment_key(config).encode("utf-8")).hexdigest()[:12]
 
 
 def run_results(

@@ -89,11 +89,12 @@ def test_ner_end_to_end(tiny_model_dir, tmp_path):
     assert all(e["entity"] in ConllNer.label_names for e in tagger("EU rejects German call"))
 
     run = wandb_summary(tmp_path)
-    assert run["project"] == "finetune-lab" and run["name"] == saved["run_name"]
+    assert run["project"] == "finetune-lab" and run["name"] == f"{saved['run_name']} · embedded"
     assert {"ner", "fp32", "seed42"} <= set(run["tags"]) or {"ner", "bf16"} <= set(run["tags"])
     assert run["summary"]["test/f1"] == pytest.approx(saved["test"]["f1"])
-    assert run["summary"]["eval/f1"] == pytest.approx(saved["dev"]["f1"])
-    assert run["config"]["data"]["kept"]["train"] == 14041
+    assert run["summary"]["eval/best_f1"] == pytest.approx(saved["dev"]["f1"])
+    assert run["config"]["data"]["kept"]["train"] == 14041 and run["config"]["data"]["used"]["train"] == 240
+    assert run["summary"]["data/train/examples"] == 240
 
 
 def test_sentiment_end_to_end(tiny_model_dir, tmp_path):
