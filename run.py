@@ -50,7 +50,16 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
     from finetune_lab.hardware import peak_memory_mb
     from finetune_lab.metrics import format_report
     from finetune_lab.modeling import build_model, check_max_seq_length
-    from finetune_lab.results import redact, run_config, run_results, write_json
+    from finetune_lab.results import (
+        redact,
+        remove_stale_hf_files,
+        run_config,
+        run_results,
+        save_hf_metrics,
+        write_json,
+        write_model_card,
+        write_predictions,
+    )
     from finetune_lab.rundir import resume_checkpoint, save_model_atomically
     from finetune_lab.tokenization import limit_samples, tokenize_splits, truncation_lines
     from finetune_lab.trainer import build_trainer
@@ -126,6 +135,17 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
         "peak_memory_mb": peak_memory_mb(),
     }
     results = redact(run_results(config, trainer, dev, test, train, history, code_state))
+    # What HF users look for, before results.json (the run's full record, and its mark of being finished).
+    remove_stale_hf_files(run_dir)
+    save_hf_metrics(trainer, train_metrics, dev, test, config["data"]["used"])
+    notes = []
+    if test_output is not None:
+        notes = write_predictions(run_dir, task, splits["test"], test_output, built.tokenizer, args.data.max_seq_length)
+    if training.do_train:
+        trainer.save_state()  # trainer_state.json: the log history, best checkpoint and metric
+        write_model_card(trainer, config, results)
+    for note in notes:
+        print(note)
     write_json(run_dir / "results.json", results)
     wandb_logging.log_final(wandb_run, results, test_output, model_dir=run_dir if upload_model else None)
     wandb_logging.finish(wandb_run)

@@ -71,7 +71,7 @@ def test_offline_run_holds_the_expected_keys(tiny_runs, task):
     if task == "sentiment":  # --wandb_log_model true and WANDB_LOG_MODEL=end: the best model, once
         (model,) = artifacts
         files = {c["path"] for c in model["manifest"]["contents"]}
-        assert {"model.safetensors", "config.json", "tokenizer.json", "results.json"} <= files
+        assert {"model.safetensors", "config.json", "tokenizer.json", "results.json", "README.md"} <= files
         assert not any(f.startswith("checkpoint") or f.endswith(".bin") for f in files)
         assert "best" in model["aliases"]
     else:  # off by default
