@@ -70,8 +70,14 @@ def test_a_reader_or_a_kill_never_sees_a_torn_results_file(tmp_path):
     path = tmp_path / "results.json"
     write_json(path, {"v": "a" * 400_000})
     root = str(Path(__file__).resolve().parents[2])
+    first = path.stat().st_mtime_ns
     writer = subprocess.Popen([sys.executable, "-c", WRITER.format(root=root, path=str(path))])
     try:
+        # The writer imports torch first (seconds on a busy machine): read only once it writes.
+        started = time.monotonic()
+        while path.stat().st_mtime_ns == first and time.monotonic() < started + 120:
+            time.sleep(0.01)
+        assert path.stat().st_mtime_ns != first, "the writer never wrote"
         reads, deadline = 0, time.monotonic() + 3
         while time.monotonic() < deadline:
             value = json.loads(path.read_text())["v"]  # a torn file fails to parse
