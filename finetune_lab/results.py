@@ -313,9 +313,12 @@ HF_FILES = (
 
 
 def remove_stale_hf_files(run_dir: Path) -> None:
-    """A rerun with --overwrite_output_dir starts these afresh (save_metrics merges into an old all_results.json)."""
+    """Scores and predictions of an earlier run in this folder go (save_metrics would merge this run's
+    into its all_results.json). README.md and trainer_state.json stay: they describe the model in the
+    folder, and are rewritten whenever a run saves a new one (--do_train false saves none)."""
     for name in HF_FILES:
-        (run_dir / name).unlink(missing_ok=True)
+        if name not in ("README.md", "trainer_state.json"):
+            (run_dir / name).unlink(missing_ok=True)
 
 
 def save_hf_metrics(trainer: Any, train: dict[str, Any], dev: dict[str, Any], test: dict[str, Any], used: dict) -> None:
