@@ -59,13 +59,23 @@ def train_and_report(
     from finetune_lab.hardware import peak_memory_mb
     from finetune_lab.metrics import chance_level_note, format_report
     from finetune_lab.modeling import build_model, check_max_seq_length
-    from finetune_lab.results import redact, run_config, run_results, write_json
+    from finetune_lab.results import (
+        redact,
+        remove_stale_hf_files,
+        run_config,
+        run_results,
+        save_hf_metrics,
+        write_json,
+        write_model_card,
+        write_predictions,
+    )
     from finetune_lab.rundir import resume_checkpoint, save_model_atomically
     from finetune_lab.tokenization import limit_samples, tokenize_splits, truncation_lines
     from finetune_lab.trainer import build_trainer
 
     training = args.training
     main_process = training.process_index == 0
+    upload_model = wandb_logging.model_upload(args.run.wandb_log_model, training.report_to)
 
     # 2. build task: data from the embedded package, the Hub or local files; the label set it settles on
     data = args.task.load(args.data)
@@ -83,21 +93,22 @@ def train_and_report(
     config = redact(run_config(args, task, built, data.report, truncation))
     wandb_run = None
     if main_process and "wandb" in training.report_to:
-        wandb_run = wandb_logging.start_wandb(training.run_name, task.name, config["tags"], config, config["notes"])
+        wandb_run = wandb_logging.start_wandb(config, training.project, args.run.wandb_entity)
         if wandb_run is None:
             training.report_to = [r for r in training.report_to if r != "wandb"]
     timer = EpochTimer()
-    trainer = build_trainer(
-        task,
-        built.model,
-        built.tokenizer,
-        training,
-        args.data,
-        tokenized["train"],
-        tokenized["validation"],
-        callbacks=[timer, *wandb_logging.callbacks(wandb_run, config), *callbacks],
-        early_stopping_patience=args.run.early_stopping_patience,
-    )
+    with wandb_logging.trainer_uploads_no_model():  # the model goes up once, in log_final
+        trainer = build_trainer(
+            task,
+            built.model,
+            built.tokenizer,
+            training,
+            args.data,
+            tokenized["train"],
+            tokenized["validation"],
+            callbacks=[timer, *wandb_logging.callbacks(wandb_run, config), *callbacks],
+            early_stopping_patience=args.run.early_stopping_patience,
+        )
     started = time.perf_counter()
     try:
         train_metrics = {}
@@ -106,9 +117,10 @@ def train_and_report(
         train_seconds = time.perf_counter() - started
         history = list(trainer.state.log_history)  # per-epoch dev scores, before the final evaluation
 
-        # 5. evaluate: dev with the best model, then test
-        dev = trainer.evaluate()
-        test_output = trainer.predict(tokenized["test"], metric_key_prefix="test") if "test" in tokenized else None
+        # 5. evaluate: dev with the best model, then test (into W&B's summary, not onto its curves)
+        with wandb_logging.off_the_curves(trainer):
+            dev = trainer.evaluate()
+            test_output = trainer.predict(tokenized["test"], metric_key_prefix="test") if "test" in tokenized else None
         test = test_output.metrics if test_output is not None else {}
 
         # 6. save: best model + tokenizer + label maps (in config.json), loadable by pipeline()
@@ -132,13 +144,23 @@ def train_and_report(
         "peak_memory_mb": peak_memory_mb(),
     }
     results = redact(run_results(config, trainer, dev, test, train, history, code_state))
+    # What HF users look for, before results.json (the run's full record, and its mark of being finished).
+    remove_stale_hf_files(run_dir)
+    save_hf_metrics(trainer, train_metrics, dev, test, config["data"]["used"])
+    notes = []
+    if test_output is not None:
+        notes = write_predictions(run_dir, task, splits["test"], test_output, built.tokenizer, args.data.max_seq_length)
+    if training.do_train:
+        trainer.save_state()  # trainer_state.json: the log history, best checkpoint and metric
+        write_model_card(trainer, config, results)
+    for note in notes:
+        print(note)
     main_metric = training.metric_for_best_model
     score = results["test"].get(main_metric)
     chance_note = chance_level_note(task, test_output, main_metric, score) if test_output else None
     results["warnings"] = [chance_note] if chance_note else []
     write_json(run_dir / "results.json", results)
-    model_dir = run_dir if args.run.wandb_log_model else None
-    wandb_logging.log_final(wandb_run, results, test_output, model_dir=model_dir)
+    wandb_logging.log_final(wandb_run, results, test_output, model_dir=run_dir if upload_model else None)
     wandb_logging.finish(wandb_run)
     summary = f"{task.name}: dev {main_metric} {shown(results['dev'].get(main_metric))}"
     if test:

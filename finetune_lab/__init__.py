@@ -9,7 +9,7 @@
     trainer       the one Trainer builder
     callbacks     Trainer callbacks: per-class report, epoch timer, checkpoint markers, NaN guard
     rundir        the run folder: its lock, overwrite rules, checkpoints and their checksums, atomic model save
-    results       results.json: config, scores, environment; secrets redacted
+    results       results.json (config, scores, environment; secrets redacted), the HF files beside it, umask modes
     wandb_logging everything Weights & Biases
     metrics       scores (seqeval, scikit-learn) and which way is better
     hardware      precision, loader and attention defaults by device; peak memory

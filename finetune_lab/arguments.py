@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import json
 import math
+import os
 import sys
 import types
 import typing
@@ -45,7 +46,11 @@ class RunArguments:
         default=False, metadata={"help": "Continue from the newest complete checkpoint in --output_dir."}
     )
     wandb_log_model: bool = field(
-        default=False, metadata={"help": "Upload the best model to W&B as a 'model' artifact (off: can be large)."}
+        default=False,
+        metadata={"help": "Upload the best model to W&B as a 'model' artifact, once (same as WANDB_LOG_MODEL=end)."},
+    )
+    wandb_entity: str | None = field(
+        default=None, metadata={"help": "W&B entity (user or team) for the run; default: WANDB_ENTITY, else yours."}
     )
 
 
@@ -102,6 +107,9 @@ class DataArguments:
         },
     )
 
+
+# The W&B (and Trackio) project when neither --project nor WANDB_PROJECT names one.
+DEFAULT_PROJECT = "finetune-lab"
 
 # Fine-tuning defaults for every task (a task's `defaults` and experiment files override them).
 BASE_DEFAULTS: dict[str, Any] = {
@@ -383,7 +391,9 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
             raise UsageError(f"{known.experiment}: unknown option {key!r}{did_you_mean(str(key), dests)}")
     experiment = check_experiment_values(known.experiment, experiment, parser)
     hardware = {**precision_defaults(), **loader_defaults()}
-    parser.set_defaults(**{**BASE_DEFAULTS, **hardware, **(task_class.defaults if task_class else {})})
+    # TrainingArguments' --project (Trackio's; W&B's too here): WANDB_PROJECT, else ours, unless set.
+    project = {"project": os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT}
+    parser.set_defaults(**{**BASE_DEFAULTS, **project, **hardware, **(task_class.defaults if task_class else {})})
     parser.set_defaults(**experiment)
 
     try:  # exits on --help

@@ -219,7 +219,8 @@ def load_wandb_runs(wandb_dir: Path) -> tuple[pd.DataFrame, list[str]]:
             metric = config.get("main_metric")
             data = {
                 **config,
-                "dev": {metric: summary.get(f"eval/{metric}")},
+                # the kept model's final dev score; eval/<metric> is the last curve point (older runs: both)
+                "dev": {metric: summary.get(f"eval/best_{metric}", summary.get(f"eval/{metric}"))},
                 "test": {metric: summary.get(f"test/{metric}")},
                 "train": {  # wandb_logging.log_final's keys; Trainer's own summary keys as a fallback
                     "seconds": summary.get("train/seconds", summary.get("train_runtime")),

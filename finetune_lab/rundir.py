@@ -18,7 +18,7 @@ from typing import Any
 
 from finetune_lab.errors import UsageError
 from finetune_lab.modeling import model_label
-from finetune_lab.results import atomic_write_text
+from finetune_lab.results import atomic_write_text, honour_umask
 
 # Written into a checkpoint folder only after Trainer has saved all of it (model, optimizer,
 # scheduler, RNG, trainer state): a folder without it was cut short by a kill and is never resumed.
@@ -251,6 +251,7 @@ def _sha256(path: Path) -> str:
 def mark_checkpoint_complete(folder: Path, step: int) -> None:
     """Write the completion marker: the step, and each file's size and SHA-256 (about 1.5 GB/s)."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != COMPLETE_MARKER)
+    honour_umask(files)  # the weights come out 0600; a teammate resuming or reading them needs the umask's mode
     record = {
         "step": step,
         "files": {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files},
@@ -316,6 +317,7 @@ def save_model_atomically(trainer: Any, run_dir: Path) -> None:
     trainer.save_model(str(staging))  # main process writes; others return
     if trainer.args.process_index != 0:
         return
+    honour_umask(staging.iterdir())  # group-readable weights where the umask says so (safetensors writes 0600)
     for item in staging.iterdir():
         item.replace(run_dir / item.name)
     staging.rmdir()

@@ -1,29 +1,35 @@
 """Weights & Biases: one run per training job, never a prompt, never a failed job because of W&B.
 
-Trainer's own WandbCallback logs the curves; this module opens the run first (so it gets our
-project, name, group, tags and sanitized config), falls back to offline mode when there is no
-API key or W&B cannot start, and adds what the curves do not hold: the common main-metric key with
-its best value and step, final dev/test metrics, per-class tables, the confusion matrix, data
-counts, speed and peak memory, and (with --wandb_log_model) the best model as an artifact.
+Trainer's own WandbCallback logs the curves (train/loss, eval/* once per evaluation during
+training); this module opens the run first (so it gets our project, entity, name, group, tags and
+sanitized config), falls back to offline mode when there is no API key or W&B cannot start, and adds
+what the curves do not hold, in the summary: the common main-metric key with its best value and
+step, the final evaluation of the kept model (`eval/best_*`, never one more point on the curves),
+test metrics, the mean train loss (`train/mean_loss`, beside the curve's `train/loss`), per-class
+tables, the confusion matrix, data counts after --max_*_samples, speed and peak memory, and (with
+--wandb_log_model or WANDB_LOG_MODEL=end) the best model as one artifact, uploaded once, by us.
 """
 
 from __future__ import annotations
 
+import contextlib
 import netrc
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from transformers import TrainerCallback
+from transformers.integrations import WandbCallback
 
+from finetune_lab.errors import UsageError
 from finetune_lab.hardware import peak_memory_mb
 from finetune_lab.metrics import greater_is_better, per_class_rows
 from finetune_lab.results import redact_argv
 
-DEFAULT_PROJECT = "finetune-lab"
 # Every task's main metric (f1 for NER, accuracy for sentiment, ...) also under one key, so one
 # dashboard panel compares runs of all tasks; config.main_metric says which metric it is.
 MAIN_EVAL, MAIN_TEST = "eval/main", "test/main"
@@ -75,25 +81,41 @@ def wandb_tags(config: dict[str, Any]) -> list[str]:
     return [*config.get("tags", []), f"peft-{peft}" if peft else "full-finetune"]
 
 
-def start_wandb(name: str, group: str, tags: list[str], config: dict[str, Any], notes: str | None = None):
+def run_name(config: dict[str, Any]) -> str:
+    """The W&B run's name: the run folder's name, the experiment file's name and the data source."""
+    return " · ".join(
+        str(p) for p in (config.get("run_name"), config.get("experiment_name"), config.get("data_source")) if p
+    )
+
+
+def run_group(config: dict[str, Any]) -> str:
+    """The W&B group: one per seed group (the leaderboard's row), readable: task, experiment, data, seed group."""
+    parts = (config.get("task"), config.get("experiment_name"), config.get("data_source"), config.get("seed_group"))
+    return " · ".join(str(p) for p in parts if p)
+
+
+def start_wandb(config: dict[str, Any], project: str, entity: str | None = None):
     """Open the W&B run on the main process; offline if it cannot start online. None if W&B fails.
 
-    Dashboard conventions: group = task, job type "train", tags for model / precision / PEFT /
-    seed, notes from --notes or else the experiment file's leading comment, and one common key
-    `eval/main` (every task's main metric) whose summary is the best dev value.
+    Dashboard conventions: project from --project (default: WANDB_PROJECT, else finetune-lab),
+    entity from --wandb_entity (default: WANDB_ENTITY, else your W&B default), group = seed group
+    (see run_group: seeds of one experiment together, different experiments apart), job type
+    "train", tags for task / model / precision / seed / experiment / data / PEFT, notes from --notes
+    or else the experiment file's leading comment, and one common key `eval/main` (every task's
+    main metric) whose summary is the best dev value.
     """
     import wandb
 
-    os.environ.setdefault("WANDB_PROJECT", DEFAULT_PROJECT)  # Trainer's callback reads it too
     mode = choose_wandb_mode()
     init = dict(
-        project=os.environ["WANDB_PROJECT"],
-        name=name,
+        project=project,
+        entity=entity or None,
+        name=run_name(config),
         # search.py sets these for its trials: group = the study, job type "trial"
-        group=os.environ.get("FINETUNE_LAB_WANDB_GROUP") or group,
-        tags=list(dict.fromkeys([*tags, *wandb_tags(config)])),
+        group=os.environ.get("FINETUNE_LAB_WANDB_GROUP") or run_group(config),
+        tags=list(dict.fromkeys(wandb_tags(config))),
         config=config,
-        notes=notes or experiment_notes(config.get("experiment_file")),
+        notes=config.get("notes") or experiment_notes(config.get("experiment_file")),
         job_type=os.environ.get("FINETUNE_LAB_WANDB_JOB_TYPE") or "train",
         reinit="finish_previous",
     )
@@ -115,6 +137,62 @@ def start_wandb(name: str, group: str, tags: list[str], config: dict[str, Any], 
         sys.argv = argv
     define_metrics(run, _greater_is_better(config))
     return run
+
+
+# WANDB_LOG_MODEL values and what run.py does with each (Trainer's callback itself never uploads).
+LOG_MODEL_VALUES = {"": False, "false": False, "end": True}
+
+
+def model_upload(wandb_log_model: bool, report_to: list[str]) -> bool:
+    """Whether to upload the best model at the end: --wandb_log_model true or WANDB_LOG_MODEL=end
+    (Trainer's own switch, same meaning). Either way it is uploaded once, by log_final.
+
+    WANDB_LOG_MODEL=checkpoint (an artifact per checkpoint) and values Trainer would ignore with a
+    warning are errors, and so is --wandb_log_model without W&B: nothing asked for is dropped silently.
+    """
+    value = os.environ.get("WANDB_LOG_MODEL", "").strip().lower()
+    if value not in LOG_MODEL_VALUES:
+        raise UsageError(
+            f"WANDB_LOG_MODEL={os.environ['WANDB_LOG_MODEL']}: run.py uploads the best model once, at the end; "
+            "set WANDB_LOG_MODEL=end (or --wandb_log_model true) for that, or unset it"
+        )
+    wanted = wandb_log_model or LOG_MODEL_VALUES[value]
+    if wandb_log_model and "wandb" not in report_to:
+        raise UsageError(
+            "--wandb_log_model true uploads to W&B, but --report_to has no wandb; add it or drop the option"
+        )
+    return wanted and "wandb" in report_to
+
+
+@contextlib.contextmanager
+def trainer_uploads_no_model() -> Iterator[None]:
+    """Build the Trainer inside this: its WandbCallback reads WANDB_LOG_MODEL when it is created, and would
+    upload the model (and its architecture at the start) a second time; log_final does the one upload."""
+    saved = os.environ.get("WANDB_LOG_MODEL")
+    os.environ["WANDB_LOG_MODEL"] = "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("WANDB_LOG_MODEL", None)
+        else:
+            os.environ["WANDB_LOG_MODEL"] = saved
+
+
+@contextlib.contextmanager
+def off_the_curves(trainer: Any) -> Iterator[None]:
+    """Run the final evaluations (the kept model on dev, then test) inside this: Trainer's WandbCallback
+    and our MainMetricLogger are taken off meanwhile, so they add no point to the eval/* curves (whose
+    last point stays the last epoch); log_final puts these scores in the summary as eval/best_*, test/*."""
+    handler = trainer.callback_handler
+    removed = [cb for cb in handler.callbacks if isinstance(cb, WandbCallback | MainMetricLogger)]
+    for callback in removed:
+        trainer.remove_callback(callback)
+    try:
+        yield
+    finally:
+        for callback in removed:
+            trainer.add_callback(callback)
 
 
 def redact_sys_argv() -> list[str]:
@@ -175,10 +253,15 @@ def callbacks(run, config: dict[str, Any]) -> list[TrainerCallback]:
 
 
 def data_summary(data: dict[str, Any]) -> dict[str, int]:
-    """Dataset sizes, drop counts and truncations per split, as flat summary keys."""
+    """Dataset sizes, drop counts and truncations per split, as flat summary keys.
+
+    `examples`: what was trained and scored on (after --max_*_samples); `loaded`: before those limits.
+    """
     out: dict[str, int] = {}
-    for split, count in (data.get("kept") or {}).items():
+    for split, count in (data.get("used") or data.get("kept") or {}).items():
         out[f"data/{split}/examples"] = count
+    for split, count in (data.get("kept") or {}).items():
+        out[f"data/{split}/loaded"] = count
     for split, reasons in (data.get("dropped") or {}).items():
         out[f"data/{split}/dropped"] = sum(reasons.values())
     for split, counts in (data.get("truncation") or {}).items():
@@ -186,27 +269,34 @@ def data_summary(data: dict[str, Any]) -> dict[str, int]:
     return out
 
 
+# results.json's `train` keys whose W&B name differs: the curve `train/loss` (per logging step) keeps
+# its own summary (the last logged value); the mean over all steps goes beside it.
+TRAIN_KEYS = {"loss": "train/mean_loss"}
+
+
 def log_final(run, results: dict[str, Any], test_output: Any = None, model_dir: Path | None = None) -> None:
-    """At the end of a run: final dev and test metrics (`eval/<metric>`, `test/<metric>`,
-    `test/main`), per-class tables, the test confusion matrix (classification), data counts,
-    speed and peak memory into the run; with model_dir, the saved best model as an artifact."""
+    """At the end of a run, into the summary: the kept model's final dev scores (`eval/best_<metric>`),
+    test scores (`test/<metric>`, `test/main`), per-class tables, the test confusion matrix
+    (classification), data counts, speed, mean train loss and peak memory; with model_dir, the saved
+    best model as an artifact."""
     import wandb
 
     if run is None:
         return
-    for prefix, metrics in (("eval", results.get("dev") or {}), ("test", results.get("test") or {})):
-        run.summary.update({f"{prefix}/{k}": v for k, v in metrics.items() if _is_number(v)})
+    for prefix, metrics in (("eval/best_", results.get("dev") or {}), ("test/", results.get("test") or {})):
+        # `epoch` is when the final evaluation ran, not the best epoch (that is eval/main_best_epoch)
+        run.summary.update({f"{prefix}{k}": v for k, v in metrics.items() if _is_number(v) and k != "epoch"})
         rows = per_class_rows(metrics)
         if rows:
             table = wandb.Table(columns=["class", "precision", "recall", "f1", "support"])
             for name, row in rows.items():
                 table.add_data(name, row.get("precision"), row.get("recall"), row.get("f1"), int(row.get("support", 0)))
-            run.log({f"{prefix}/per_class_report": table})
+            run.log({f"{prefix}per_class_report": table})
     main = results.get("main_metric")
     if main in (results.get("test") or {}):
         run.summary[MAIN_TEST] = results["test"][main]
     train = results.get("train") or {}
-    run.summary.update({f"train/{k}": v for k, v in train.items() if _is_number(v)})
+    run.summary.update({TRAIN_KEYS.get(k, f"train/{k}"): v for k, v in train.items() if _is_number(v)})
     run.summary.update(data_summary(results.get("data") or {}))
     run.summary["system/peak_memory_mb"] = train.get("peak_memory_mb") or peak_memory_mb()
     labels = results.get("labels") or []
@@ -224,16 +314,17 @@ def log_final(run, results: dict[str, Any], test_output: Any = None, model_dir: 
         metadata = {"main_metric": main, "dev": (results.get("dev") or {}).get(main)}
         metadata["test"] = (results.get("test") or {}).get(main)
         try:
-            log_model_artifact(run, Path(model_dir), metadata)
+            log_model_artifact(run, Path(model_dir), metadata, results.get("run_name"))
         except Exception as err:  # never fail a finished run over an upload
             print(f"W&B: cannot log the model artifact ({type(err).__name__}: {err})")
 
 
-def log_model_artifact(run, model_dir: Path, metadata: dict[str, Any] | None = None):
-    """The saved best model (top-level files of the run folder, no checkpoints) as a 'model' artifact."""
+def log_model_artifact(run, model_dir: Path, metadata: dict[str, Any] | None = None, name: str | None = None):
+    """The saved best model (top-level files of the run folder, no checkpoints) as a 'model' artifact
+    named after the run folder (`name`, else the W&B run's name)."""
     import wandb
 
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", f"model-{run.name}")
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", f"model-{name or run.name}")
     artifact = wandb.Artifact(name=name, type="model", metadata=metadata or {})
     for path in sorted(model_dir.iterdir()):
         # training_args.bin is a pickle, not part of the model; dot files (the run's lock) are not either

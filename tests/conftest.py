@@ -71,13 +71,20 @@ TINY_TRAINING += ["--disable_tqdm", "true", "--logging_steps", "4"]
 def tiny_runs(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
     """One finished tiny run per task, shared by the compare/predict/W&B tests (trained once per session).
 
-    Both log to offline W&B (the sentiment run also uploads its model): {task: run folder},
-    plus "wandb_dir" (the folder holding wandb/offline-run-*).
+    Both log to offline W&B: {task: run folder}, plus "wandb_dir" (the folder holding
+    wandb/offline-run-*). The NER run comes from an experiment file (tiny-ner.yaml) and names its
+    W&B project and entity; the sentiment run asks for its model upload both ways
+    (--wandb_log_model and WANDB_LOG_MODEL=end).
     """
     from run import main
 
     root = tmp_path_factory.mktemp("tiny-runs")
     sizes = {"ner": ("160", "40", "30"), "sentiment": ("240", "60", "50")}
+    (root / "tiny-ner.yaml").write_text("# tiny NER for the shared tests\nlabel_all_tokens: false\n")
+    extras = {
+        "ner": ["--experiment", str(root / "tiny-ner.yaml"), "--project", "lab-tests", "--wandb_entity", "team-x"],
+        "sentiment": ["--wandb_log_model", "true"],
+    }
     runs: dict[str, Path] = {"wandb_dir": root}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WANDB_DIR", str(root))
@@ -88,11 +95,12 @@ def tiny_runs(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
         patch.setenv("WANDB_DATA_DIR", str(root / "wandb-data"))  # artifact staging, not ~/.local
         patch.chdir(root)
         for task, (train, dev, test) in sizes.items():
-            extra = ["--wandb_log_model", "true"] if task == "sentiment" else []
+            if task == "sentiment":
+                patch.setenv("WANDB_LOG_MODEL", "end")
             results = main(
                 ["--task", task, "--model_name_or_path", str(tiny_model_dir), "--seed", "7"]
                 + ["--max_train_samples", train, "--max_eval_samples", dev, "--max_test_samples", test]
-                + ["--output_dir", f"outputs/{task}/tiny-seed7", *TINY_TRAINING, *extra]
+                + ["--output_dir", f"outputs/{task}/tiny-seed7", *TINY_TRAINING, *extras[task]]
             )
             runs[task] = root / results["output_dir"]
     import wandb

@@ -20,12 +20,13 @@ RESULTS = "tests/finetune_lab/test_results.py::"
 FUZZ = "tests/finetune_lab/test_fuzz.py::"
 RUN = "tests/test_run.py::"
 SEARCH = "tests/test_search.py::"
+WL = "tests/finetune_lab/test_wandb_logging.py::"
 MUTANTS = [
     (
         "search objective scores the test split",
         "finetune_lab/search.py",
-        "        value = (results.get(\"dev\") or {}).get(settings.metric)",
-        "        value = (results.get(\"test\") or {}).get(settings.metric)",
+        '        value = (results.get("dev") or {}).get(settings.metric)',
+        '        value = (results.get("test") or {}).get(settings.metric)',
         [SEARCH + "test_a_four_trial_study_completes_with_table_plots_and_a_runnable_best_file"],
     ),
     (
@@ -122,11 +123,11 @@ MUTANTS = [
     (
         "results.json written in place",
         "finetune_lab/results.py",
-        '    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")\n',
+        "    fd, tmp = _create_temporary(path)\n",
         '    with open(path, "w", encoding="utf-8") as handle:\n'
         "        for i in range(0, len(text), 64):\n"
         "            handle.write(text[i : i + 64])\n            handle.flush()\n"
-        '    return\n    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")\n',
+        "    return\n    fd, tmp = _create_temporary(path)\n",
         ["tests/finetune_lab/test_results.py"],
     ),
     (
@@ -420,6 +421,63 @@ MUTANTS = [
         '    results, undefined = finite(results)\n    return {**results, "undefined": undefined}',
         "    return results",
         [RESULTS + "test_results_json_is_strict_json_undefined_scores_are_null_with_the_reason"],
+    ),
+    # issue 10: the files HF users look for, W&B that tells the truth
+    (
+        "hf-files: results.json private (mkstemp's 0600)",
+        "finetune_lab/results.py",
+        'os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)',
+        'os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)',
+        [RESULTS + "test_written_files_get_the_mode_the_umask_gives"],
+    ),
+    (
+        "hf-files: NER predictions from every sub-token, not each word's first",
+        "finetune_lab/results.py",
+        "                    first.setdefault(word, position)",
+        "                    first[word] = position",
+        [RESULTS + "test_token_predictions_take_each_words_first_piece_and_count_what_had_none"],
+    ),
+    (
+        "hf-files: texts with tabs written unquoted",
+        "finetune_lab/results.py",
+        'writer = csv.writer(buffer, delimiter="\\t", lineterminator="\\n")',
+        'writer = csv.writer(buffer, delimiter="\\t", lineterminator="\\n", quoting=csv.QUOTE_NONE, escapechar="\\\\")',
+        [RESULTS + "test_text_predictions_read_back_whole_with_the_csv_module"],
+    ),
+    (
+        "wandb-truth: final evaluation logged onto the eval curves",
+        "finetune_lab/wandb_logging.py",
+        "    for callback in removed:\n        trainer.remove_callback(callback)\n",
+        "    removed = []\n",
+        [WL + "test_the_final_evaluation_is_in_the_summary_not_on_the_curves"],
+    ),
+    (
+        "wandb-truth: mean train loss overwrites the curve's train/loss",
+        "finetune_lab/wandb_logging.py",
+        'TRAIN_KEYS = {"loss": "train/mean_loss"}',
+        "TRAIN_KEYS = {}",
+        [WL + "test_the_loss_curve_and_the_mean_loss_have_their_own_keys"],
+    ),
+    (
+        "wandb-truth: data counts before the sample limits",
+        "finetune_lab/wandb_logging.py",
+        '    for split, count in (data.get("used") or data.get("kept") or {}).items():',
+        '    for split, count in (data.get("kept") or {}).items():',
+        [WL + "test_data_counts_are_after_the_sample_limits"],
+    ),
+    (
+        "wandb-truth: Trainer's callback uploads the model as well",
+        "finetune_lab/wandb_logging.py",
+        '    os.environ["WANDB_LOG_MODEL"] = "false"\n',
+        "    pass\n",
+        [WL + "test_offline_run_holds_the_expected_keys"],
+    ),
+    (
+        "wandb-truth: --project ignored",
+        "run.py",
+        "wandb_logging.start_wandb(config, training.project, args.run.wandb_entity)",
+        'wandb_logging.start_wandb(config, "finetune-lab", args.run.wandb_entity)',
+        [WL + "test_project_and_entity_are_honoured"],
     ),
 ]
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from run import main
 from tasks.ner import ConllNer
 from tasks.sentiment import MovieReviewSentiment
 from tests.conftest import ROOT, wandb_inspect
+
+HF_METRIC_FILES = ("train_results", "eval_results", "predict_results", "all_results")
 
 QUICK = [
     "--num_train_epochs",
@@ -89,16 +94,37 @@ def test_ner_end_to_end(tiny_model_dir, tmp_path):
     tagger = pipeline("token-classification", model=str(run_dir))
     assert all(e["entity"] in ConllNer.label_names for e in tagger("EU rejects German call"))
 
+    # predictions.conll: the same test sentences, word by word; scored again, the same entity F1
+    blocks = (run_dir / "predictions.conll").read_text().strip("\n").split("\n\n")
+    words = [[line.split(" ") for line in block.splitlines()] for block in blocks]
+    assert [[w[0] for w in s] for s in words] == [row["tokens"] for row in test]
+    assert [[w[1] for w in s] for s in words] == [row["tags"] for row in test]
+    rescored = entity_metrics([[w[1] for w in s] for s in words], [[w[2] for w in s] for s in words])
+    assert rescored["f1"] == pytest.approx(saved["test"]["f1"], abs=1e-9)
+    assert json.loads((run_dir / "predict_results.json").read_text())["predict_f1"] == pytest.approx(
+        saved["test"]["f1"]
+    )
+
     run = wandb_summary(tmp_path)
-    assert run["project"] == "finetune-lab" and run["name"] == saved["run_name"]
+    assert run["project"] == "finetune-lab" and run["name"] == f"{saved['run_name']} · embedded"
     assert {"ner", "fp32", "seed42"} <= set(run["tags"]) or {"ner", "bf16"} <= set(run["tags"])
     assert run["summary"]["test/f1"] == pytest.approx(saved["test"]["f1"])
-    assert run["summary"]["eval/f1"] == pytest.approx(saved["dev"]["f1"])
-    assert run["config"]["data"]["kept"]["train"] == 14041
+    assert run["summary"]["eval/best_f1"] == pytest.approx(saved["dev"]["f1"])
+    assert run["config"]["data"]["kept"]["train"] == 14041 and run["config"]["data"]["used"]["train"] == 240
+    assert run["summary"]["data/train/examples"] == 240
 
 
 def test_sentiment_end_to_end(tiny_model_dir, tmp_path):
-    results = main(
+    saved_umask = os.umask(0o027)  # a group-readable run folder: every file it writes is rw-r-----
+    try:
+        results = run_sentiment(tiny_model_dir)
+    finally:
+        os.umask(saved_umask)
+    check_sentiment_run(results, tmp_path)
+
+
+def run_sentiment(tiny_model_dir):
+    return main(
         [
             "--task",
             "sentiment",
@@ -117,6 +143,9 @@ def test_sentiment_end_to_end(tiny_model_dir, tmp_path):
             *QUICK,
         ]
     )
+
+
+def check_sentiment_run(results, tmp_path):
     saved = json.loads(Path("runs/s1/results.json").read_text())
     assert results["test"] == saved["test"] and saved["test"]["examples"] == 64
     assert set(saved["test"]) >= {
@@ -138,6 +167,34 @@ def test_sentiment_end_to_end(tiny_model_dir, tmp_path):
     predicted = [p["label"] for p in classify([r["text"] for r in test], batch_size=1)]
     accuracy = np.mean([p == r["label"] for p, r in zip(predicted, test, strict=True)])
     assert accuracy == pytest.approx(saved["test"]["accuracy"], abs=1.01 / 64)  # at most one near-tie flip
+
+    # What HF users look for, beside results.json
+    run_dir = Path("runs/s1")
+    with open(run_dir / "predictions.tsv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert [r["text"] for r in rows] == [t["text"] for t in test] and [r["gold"] for r in rows] == [
+        t["label"] for t in test
+    ]
+    assert np.mean([r["gold"] == r["predicted"] for r in rows]) == pytest.approx(saved["test"]["accuracy"])
+    assert all(0.5 <= float(r["probability"]) <= 1 for r in rows)
+    hf = {name: json.loads((run_dir / f"{name}.json").read_text()) for name in HF_METRIC_FILES}
+    assert hf["train_results"]["train_samples"] == 400 and hf["train_results"]["train_loss"] == saved["train"]["loss"]
+    assert hf["eval_results"]["eval_accuracy"] == saved["dev"]["accuracy"] and hf["eval_results"]["eval_samples"] == 80
+    assert hf["predict_results"]["predict_accuracy"] == saved["test"]["accuracy"]
+    assert hf["all_results"] == {**hf["train_results"], **hf["eval_results"], **hf["predict_results"]}
+    state = json.loads((run_dir / "trainer_state.json").read_text())
+    assert (
+        state["global_step"] == saved["train"]["steps"] and state["best_model_checkpoint"] == saved["best_checkpoint"]
+    )
+    card = (run_dir / "README.md").read_text()
+    assert card.startswith("---\n") and "generated_from_trainer" in card and "- sentiment" in card
+    assert "embedded movie-review sentences" in card and "400 / 80 / 64" in card
+    assert f"| test | {saved['test']['accuracy']:.4f} |" in card and f"| dev | {saved['dev']['accuracy']:.4f} |" in card
+    assert "trained from scratch" not in card  # fine-tuned from a local model folder
+    # umask 027: every file group-readable, none world-readable (results.json was 0600, the weights too)
+    modes = {str(p.relative_to(run_dir)): stat.S_IMODE(p.stat().st_mode) for p in run_dir.rglob("*") if p.is_file()}
+    assert {"results.json", "model.safetensors", "predictions.tsv", "README.md"} <= set(modes)
+    assert {name: mode for name, mode in modes.items() if mode != 0o640} == {}
 
 
 def test_a_finished_run_is_not_overwritten(tiny_model_dir):
@@ -260,6 +317,11 @@ def test_two_process_ddp_scores_every_example_once(run_cli, tiny_model_dir, tmp_
     assert saved["processes"] == 2
     assert saved["threads_per_process"] == max(usable_cores() // 2, 1)  # the cores, shared
     assert len(list(tmp_path.glob("wandb/offline-run-*"))) == 1  # one W&B run, from the main process
+    # the main process writes the HF files: every test example once, in order
+    lines = Path("runs/ddp/predictions.tsv").read_text().splitlines()
+    assert (
+        len(lines) == 1 + 37 and json.loads(Path("runs/ddp/predict_results.json").read_text())["predict_samples"] == 37
+    )
 
 
 def test_accelerate_launch_uses_every_core_not_its_default_of_one(run_cli, tiny_model_dir, monkeypatch):
