@@ -18,6 +18,7 @@ READERS = "tests/finetune_lab/test_readers.py::"
 ARGS = "tests/finetune_lab/test_arguments.py::"
 RESULTS = "tests/finetune_lab/test_results.py::"
 FUZZ = "tests/finetune_lab/test_fuzz.py::"
+COMPARE = "tests/finetune_lab/test_compare.py::"
 MUTANTS = [
     (
         "resume ignores the checkpoint",
@@ -334,6 +335,34 @@ MUTANTS = [
         '    results, undefined = finite(results)\n    return {**results, "undefined": undefined}',
         "    return results",
         [RESULTS + "test_results_json_is_strict_json_undefined_scores_are_null_with_the_reason"],
+    ),
+    (
+        "compare: a custom CSV run ranked among embedded-data runs",
+        "finetune_lab/compare.py",
+        '    ranked["rank"] = ranked.groupby(["task", "data"]).cumcount() + 1',
+        '    ranked["rank"] = ranked.groupby("task").cumcount() + 1',
+        [COMPARE + "test_data_and_experiment_columns"],
+    ),
+    (
+        "compare: accuracy axis past 1",
+        "finetune_lab/plots.py",
+        "    top = top if high is None else min(top, high)",
+        "    top = top",
+        [COMPARE + "test_metric_axes_stay_inside_the_metric_bounds"],
+    ),
+    (
+        "compare: timestamped run names on the bars",
+        "finetune_lab/plots.py",
+        '        labels.append(f"#{row.rank} {text or row.model}" + (f"{SEP}n={row.n}" if row.n > 1 else ""))',
+        "        labels.append(row.runs[0])",
+        [COMPARE + "test_tick_labels_and_legends_are_short_unique_and_apart"],
+    ),
+    (
+        "compare: many bar labels not turned",
+        "finetune_lab/plots.py",
+        "    rotate = wanted > MAX_WIDTH_IN",
+        "    rotate = False",
+        [COMPARE + "test_many_bars_turn_their_labels_and_never_overlap"],
     ),
 ]
 
