@@ -19,6 +19,7 @@ ARGS = "tests/finetune_lab/test_arguments.py::"
 RESULTS = "tests/finetune_lab/test_results.py::"
 FUZZ = "tests/finetune_lab/test_fuzz.py::"
 COMPARE = "tests/finetune_lab/test_compare.py::"
+BENCH = "tests/benchmarks/test_bench_progress.py::"
 MUTANTS = [
     (
         "resume ignores the checkpoint",
@@ -363,6 +364,20 @@ MUTANTS = [
         "    rotate = wanted > MAX_WIDTH_IN",
         "    rotate = False",
         [COMPARE + "test_many_bars_turn_their_labels_and_never_overlap"],
+    ),
+    (
+        "bench: quick starts a process per check",
+        "benchmarks/bench.py",
+        '        results = run_workers([u["spec"] for u in units], log)',
+        '        results = [run_worker(u["spec"], log) for u in units]',
+        [BENCH + "test_quick_runs_every_check_in_one_process_and_says_what_it_skips"],
+    ),
+    (
+        "bench: time left ignores the runs measured",
+        "benchmarks/bench.py",
+        "        if key in self.measured:\n",
+        "        if False:\n",
+        [BENCH + "test_progress_estimates_from_what_was_measured"],
     ),
 ]
 
