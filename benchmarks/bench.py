@@ -81,8 +81,15 @@ QUICK_VARIANTS = {"ner": ["baseline", "default", "eval_batch_256"], "sentiment":
 SCALING_FRACTIONS = (0.25, 0.5, 1.0)
 
 # Sized for ~30 minutes on 2 quiet CPU cores (28.6 measured; the baseline, padded to 128, dominates).
-FULL = {"train": 1000, "eval": 300, "epochs": 1, "reps": 3, "warmup": 3, "max_steps": None, "scaling": None}
-QUICK = {"train": 64, "eval": 32, "epochs": 1, "reps": 1, "warmup": 1, "max_steps": 2, "scaling": 128}
+# test / batch None: the task's test split is left whole (tokenized, never trained on) and the batch size is
+# the project's default; --quick cuts both, since its numbers only show that every path runs.
+FULL = {
+    "train": 1000, "eval": 300, "test": None, "batch": None, "epochs": 1, "reps": 3, "warmup": 3, "max_steps": None,
+    "scaling": None,
+}  # fmt: skip
+QUICK = {
+    "train": 64, "eval": 32, "test": 8, "batch": 8, "epochs": 1, "reps": 1, "warmup": 1, "max_steps": 2, "scaling": 128,
+}  # fmt: skip
 
 
 # --- measurements shared by the orchestrator and the workers --------------------------------------
@@ -190,6 +197,10 @@ def project_argv(spec: dict, output_dir: str) -> list[str]:
         argv += ["--max_eval_samples", str(spec["eval"])]
     if spec.get("max_steps"):
         argv += ["--max_steps", str(spec["max_steps"])]
+    if spec.get("test") is not None:
+        argv += ["--max_test_samples", str(spec["test"])]
+    if spec.get("batch"):
+        argv += ["--per_device_train_batch_size", str(spec["batch"])]
     return argv + list(spec.get("args", []))
 
 
@@ -455,7 +466,7 @@ def plan_units(tasks: list[str], opts: Any, config: dict, plan: list[dict], cach
                 spec = {"kind": "prep", "task": task, "cache_dir": str(cache_root / f"prep-{task}-{rep}"), "rep": rep}
                 spec["epochs"] = 1
                 if opts.quick:
-                    spec.update(train=config["scaling"], eval=config["eval"])
+                    spec.update(train=config["scaling"], eval=config["eval"], test=config.get("test"))
                 for when in ("first", "cached"):
                     label = f"prep {task} rep {rep + 1} ({when} tokenize)"
                     units.append({"role": f"prep-{when}", "spec": spec, "key": ("prep", task, when), "label": label})
@@ -472,6 +483,7 @@ def plan_units(tasks: list[str], opts: Any, config: dict, plan: list[dict], cach
             "kind": "train", "task": "ner", "variant": "default", "args": [], "cache_dir": str(cache_root / "train"),
             "train": config["scaling"], "eval": 8, "epochs": 2, "warmup": config["warmup"], "rep": 0,
             "max_steps": config["max_steps"], "fractions": list(SCALING_FRACTIONS),
+            "test": config.get("test"), "batch": config.get("batch"),
         }  # fmt: skip
         units.append(
             {"role": "scaling", "spec": spec, "key": ("scaling",), "label": "scaling ner default (25/50/100%)"}
@@ -484,13 +496,15 @@ def quick_notes(tasks: list[str], config: dict, facts: dict, units: list[dict]) 
     never mistaken for a measurement."""
     ran = {(u["spec"]["task"], u["spec"]["variant"]) for u in units if u["role"] == "variant"}
     left = [f"{t}/{v}" for t in tasks for v in full_variants(t) if (t, v) not in ran and not skip_reason(v, facts)]
-    steps = f"{config['max_steps']} training steps after {config['warmup']} warm-up step(s)"
+    steps = f"{config['max_steps']} training steps of batch {config.get('batch') or 'default'}"
     lines = [
         f"quick: {len(units)} check{'s' if len(units) != 1 else ''} in one process (imports paid once; peak memory "
-        f"is not per variant); {config['reps']} repetition (full: {FULL['reps']}), {steps} on {config['train']} / "
-        f"{config['eval']} examples (full: {FULL['train']} / {FULL['eval']}, {FULL['epochs']} epoch), prep and "
-        f"scaling on {config['scaling']} examples (full: the whole data set). The numbers show that it runs; "
-        "they are not a measurement.",
+        f"is not per variant). The numbers show that it runs; they are not a measurement.",
+        f"quick: {config['reps']} repetition (full: {FULL['reps']}); {steps} after {config['warmup']} warm-up "
+        f"step(s) (full: {FULL['epochs']} epoch at the default batch size, after {FULL['warmup']}); "
+        f"{config['train']} train / {config['eval']} dev / {config.get('test')} test examples "
+        f"(full: {FULL['train']} / {FULL['eval']} / all); "
+        f"prep and scaling on {config['scaling']} training examples (full: the whole training set)",
     ]
     if left:
         lines.append(f"quick: not run (full bench only): {', '.join(left)}")
@@ -584,7 +598,7 @@ def plan_variants(tasks: list[str], opts: Any, config: dict, facts: dict, cache_
             plan.append({
                 "kind": "train", "task": task, "variant": variant, "args": toggle.get("args", []),
                 "eval_only": toggle.get("eval_only", False), "cache_dir": str(cache_dir),
-                **{k: config[k] for k in ("train", "eval", "epochs", "warmup", "max_steps")},
+                **{k: config.get(k) for k in ("train", "eval", "test", "batch", "epochs", "warmup", "max_steps")},
             })  # fmt: skip
     return plan, skipped
 

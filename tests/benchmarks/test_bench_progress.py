@@ -61,10 +61,15 @@ def test_quick_runs_every_check_in_one_process_and_says_what_it_skips(fake_machi
         ("train", "sentiment", "baseline", False), ("train", "sentiment", "default", False),
         ("train", "ner", "default", True),  # scaling
     ]  # fmt: skip
-    assert all(s.get("max_steps") == bench.QUICK["max_steps"] for s in specs if s["kind"] == "train")
+    for spec in specs:  # every check on a small slice with short training
+        argv = " ".join(bench.project_argv({**spec, "cache_dir": "c"}, "out"))
+        assert "--max_test_samples 8" in argv and "--max_eval_samples " in argv, argv
+        if spec["kind"] == "train":
+            assert "--max_steps 2" in argv and "--per_device_train_batch_size 8" in argv, argv
     notes = [line for line in out.splitlines() if line.startswith("quick:")]
     assert notes[0].startswith("quick: 10 checks in one process") and "not a measurement" in notes[0]
-    not_run = notes[1].removeprefix("quick: not run (full bench only): ").split(", ")
+    assert notes[1].startswith("quick: 1 repetition (full: 3); 2 training steps of batch 8 after 1 warm-up step(s)")
+    not_run = notes[2].removeprefix("quick: not run (full bench only): ").split(", ")
     # every switch the full bench would run on this machine, and nothing it skips here anyway
     assert not_run == [
         "ner/random_order",
