@@ -84,11 +84,12 @@ SCALING_FRACTIONS = (0.25, 0.5, 1.0)
 # test / batch None: the task's test split is left whole (tokenized, never trained on) and the batch size is
 # the project's default; --quick cuts both, since its numbers only show that every path runs.
 FULL = {
-    "train": 1000, "eval": 300, "test": None, "batch": None, "epochs": 1, "reps": 3, "warmup": 3, "max_steps": None,
-    "scaling": None,
+    "quick": False, "train": 1000, "eval": 300, "test": None, "batch": None, "epochs": 1, "reps": 3, "warmup": 3,
+    "max_steps": None, "scaling": None,
 }  # fmt: skip
 QUICK = {
-    "train": 64, "eval": 32, "test": 8, "batch": 8, "epochs": 1, "reps": 1, "warmup": 1, "max_steps": 2, "scaling": 128,
+    "quick": True, "train": 64, "eval": 32, "test": 8, "batch": 8, "epochs": 1, "reps": 1, "warmup": 1,
+    "max_steps": 2, "scaling": 128,
 }  # fmt: skip
 
 
@@ -734,7 +735,10 @@ def main(argv: list[str] | None = None) -> int:
         for unit, result in zip(units, results, strict=True):
             record(unit, result)
         checks = sum(r.get("seconds_in_process") or 0.0 for r in results)
-        print(f"quick: the worker process took {process:.1f} s: {checks:.1f} s in the checks, the rest starting up")
+        print(
+            f"quick: the worker process took {process:.1f} s, {checks:.1f} s of it in the checks (the first one "
+            "includes loading torch and transformers)"
+        )
     else:  # a fresh process each, announced with the time left
         progress = Progress(units, config)
         for unit in units:
@@ -887,20 +891,29 @@ def report_text(report: dict, fmt: str) -> str:
     commit = f"{git['commit'][:7]}{' (dirty tree)' if git.get('dirty') else ''}" if git.get("commit") else "unknown"
     peaks = ", ".join(f"{name} {p['gflops']:.1f} GFLOP/s" for name, p in report["matmul_peak"].items())
     default_precision = precision_name(bool(m["default_precision"].get("bf16")), False)
+    if config.get("quick"):
+        scope = (
+            f"sentences, {config['max_steps']} steps of batch {config.get('batch') or 'default'}, one shared "
+            "process (quick smoke run: these numbers are not a measurement)."
+        )
+    else:
+        scope = (
+            f"sentences, {config['epochs']} epoch, {config['reps']} repetitions interleaved; "
+            "median [min-max]; x baseline = median of per-repetition ratios."
+        )
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; torch {package_version(m, 'torch')}, "
         f"transformers {package_version(m, 'transformers')}; default precision here: {default_precision}. "
         f"Commit {commit}.",
-        f"Measured matmul peak: {peaks}. Each variant: {config['train']} training / {config['eval']} dev "
-        f"sentences, {config['epochs']} epoch, {config['reps']} repetitions interleaved; "
-        "median [min-max]; x baseline = median of per-repetition ratios.",
+        f"Measured matmul peak: {peaks}. Each variant: {config['train']} training / {config['eval']} dev {scope}",
         "",
         variants_table(report, fmt),
         "",
     ]
     lines += [f"- not run: `{name}`: {why}" for name, why in report["skipped"].items()]
     prep_lines = filter(None, (prep_text(task, p) for task, p in report["prep"].items()))
-    lines += [f"- {line} (whole data set, fresh process)" for line in prep_lines]
+    where = f"{config.get('scaling')} training examples, shared process" if config.get("quick") else None
+    lines += [f"- {line} ({where or 'whole data set, fresh process'})" for line in prep_lines]
     scaling = (report.get("scaling") or {}).get("scaling") or []
     if scaling:
         parts = []

@@ -80,6 +80,9 @@ def test_quick_runs_every_check_in_one_process_and_says_what_it_skips(fake_machi
         "ner/eval_batch_64",
     ]
     assert "starting;" not in out  # no per-process progress lines: there is one process
+    summary = out[out.index("\nMachine: ") :]  # the closing summary never claims what quick did not do
+    assert "one shared process (quick smoke run: these numbers are not a measurement)" in summary
+    assert "(128 training examples, shared process)" in summary and "whole data set" not in summary
     report = json.loads((tmp_path / "latest-quick.json").read_text())
     assert set(report["variants"]) == {
         "ner/baseline",
