@@ -62,7 +62,7 @@ search: $(STAMP)
 compare: $(STAMP)
 	$(BIN)/python -m finetune_lab.compare $(RUNS_DIR) $(ARGS)
 
-# Speed benchmark (not a test): ~30 min on 2 CPU cores; BENCH_QUICK=1: a few steps per variant.
+# Speed benchmark (not a test): ~30 min on 2 CPU cores; BENCH_QUICK=1: a smoke run under a minute (one process).
 # Results: a table on stdout and bench-results/bench-<time>.json.
 BENCH_QUICK ?=
 BENCH_ARGS  ?=

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -75,13 +76,21 @@ TOGGLES: dict[str, dict[str, Any]] = {
 }
 NER_VARIANTS = ["baseline", "default", *TOGGLES]
 SENTIMENT_VARIANTS = ["baseline", "default"]
-# The smoke run (--quick) covers every code path once: trainer, baseline, eval-only; not every switch.
-QUICK_VARIANTS = ["baseline", "default", "eval_batch_256"]
+# The smoke run (--quick) covers every code path once: trainer, baseline, eval-only (NER); not every switch.
+QUICK_VARIANTS = {"ner": ["baseline", "default", "eval_batch_256"], "sentiment": ["baseline", "default"]}
 SCALING_FRACTIONS = (0.25, 0.5, 1.0)
 
 # Sized for ~30 minutes on 2 quiet CPU cores (28.6 measured; the baseline, padded to 128, dominates).
-FULL = {"train": 1000, "eval": 300, "epochs": 1, "reps": 3, "warmup": 3, "max_steps": None, "scaling": None}
-QUICK = {"train": 64, "eval": 32, "epochs": 1, "reps": 1, "warmup": 1, "max_steps": 2, "scaling": 128}
+# test / batch None: the task's test split is left whole (tokenized, never trained on) and the batch size is
+# the project's default; --quick cuts both, since its numbers only show that every path runs.
+FULL = {
+    "quick": False, "train": 1000, "eval": 300, "test": None, "batch": None, "epochs": 1, "reps": 3, "warmup": 3,
+    "max_steps": None, "scaling": None,
+}  # fmt: skip
+QUICK = {
+    "quick": True, "train": 64, "eval": 32, "test": 8, "batch": 8, "epochs": 1, "reps": 1, "warmup": 1,
+    "max_steps": 2, "scaling": 128,
+}  # fmt: skip
 
 
 # --- measurements shared by the orchestrator and the workers --------------------------------------
@@ -189,6 +198,10 @@ def project_argv(spec: dict, output_dir: str) -> list[str]:
         argv += ["--max_eval_samples", str(spec["eval"])]
     if spec.get("max_steps"):
         argv += ["--max_steps", str(spec["max_steps"])]
+    if spec.get("test") is not None:
+        argv += ["--max_test_samples", str(spec["test"])]
+    if spec.get("batch"):
+        argv += ["--per_device_train_batch_size", str(spec["batch"])]
     return argv + list(spec.get("args", []))
 
 
@@ -207,9 +220,10 @@ def load_inputs(spec: dict, argv: list[str]) -> tuple[Any, Any, Any, Any, dict[s
     task = args.task.with_labels(data.label_names)
     splits, _ = limit_samples(data.splits, args.data)
     load_s = time.perf_counter() - started
+    full_train = len(data.splits["train"])
     set_seed(args.training.seed)  # same classifier-head initialisation in every variant
     built = build_model(task, args.model, data.splits["train"])
-    return args, task, splits, built, {"load_seconds": load_s}
+    return args, task, splits, built, {"load_seconds": load_s, "full_train_size": full_train}
 
 
 def worker_prep(spec: dict, out: str) -> dict:
@@ -346,23 +360,50 @@ def worker_train(spec: dict, out: str) -> dict:
 # --- orchestrator ----------------------------------------------------------------------------------
 
 
-def run_worker(spec: dict, log: Path) -> dict:
-    """Run one worker in a fresh Python; its result comes back through a JSON file."""
+def run_specs(specs: list[dict]) -> list[dict]:
+    """Each spec in turn, in this process: one result each. A spec that raises gives an error record
+    (its traceback in the log) and the rest still run."""
+    results = []
+    for spec in specs:
+        print(f"\n===== {spec['kind']} {spec.get('task')} {spec.get('variant', '')} rep {spec.get('rep')}", flush=True)
+        started = time.perf_counter()
+        try:
+            with tempfile.TemporaryDirectory(prefix="bench-", ignore_cleanup_errors=True) as out:  # output_dir
+                result = (worker_prep if spec["kind"] == "prep" else worker_train)(spec, out)
+        except Exception as err:  # noqa: BLE001 - reported as this spec's error, the others go on
+            traceback.print_exc()
+            result = {"error": f"{type(err).__name__}: {err}"[:300]}
+        results.append({**result, "seconds_in_process": time.perf_counter() - started})
+        sys.stdout.flush()
+    return results
+
+
+def run_workers(specs: list[dict], log: Path) -> list[dict]:
+    """Run specs in one fresh Python; their results come back through a JSON file.
+
+    The full bench gives each spec its own process (its own peak memory, a cold start each);
+    --quick runs all of them in one, to spend its minute on the checks rather than on imports.
+    `wall_seconds`: the process's wall time for a lone spec, the spec's own time in a shared one.
+    """
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         result_path = handle.name
     started = time.perf_counter()
-    command = [sys.executable, __file__, "--worker", json.dumps(spec), "--result", result_path]
+    command = [sys.executable, __file__, "--worker", json.dumps(specs), "--result", result_path]
     with log.open("a") as out:
-        out.write(f"\n===== {spec['kind']} {spec.get('task')} {spec.get('variant', '')} rep {spec.get('rep')}\n")
-        out.flush()
         done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     wall = time.perf_counter() - started
     try:
         if done.returncode != 0:
-            return {"error": f"exit code {done.returncode}; see {log}", "wall_seconds": wall}
-        return {**json.loads(Path(result_path).read_text()), "wall_seconds": wall}
+            return [{"error": f"exit code {done.returncode}; see {log}", "wall_seconds": wall} for _ in specs]
+        results = json.loads(Path(result_path).read_text())
+        return [{**r, "wall_seconds": wall if len(specs) == 1 else r["seconds_in_process"]} for r in results]
     finally:
         Path(result_path).unlink(missing_ok=True)
+
+
+def run_worker(spec: dict, log: Path) -> dict:
+    """One spec in its own fresh process (the full bench's way)."""
+    return run_workers([spec], log)[0]
 
 
 def machine() -> dict[str, Any]:
@@ -407,12 +448,145 @@ def skip_reason(variant: str, facts: dict[str, Any]) -> str | None:
     return next((why.format(**facts) for fact, why in rules.items() if facts[fact]), None)
 
 
+def full_variants(task: str) -> list[str]:
+    """The variants the full bench runs for a task (before the machine's skip rules)."""
+    return NER_VARIANTS if task == "ner" else SENTIMENT_VARIANTS
+
+
+def plan_units(tasks: list[str], opts: Any, config: dict, plan: list[dict], cache_root: Path) -> list[dict]:
+    """Every worker run, in order: data preparation (first, then cached), the variants' repetitions
+    (interleaved: rep 1 runs A B C ..., rep 2 starts one later, B C ... A), the scaling run.
+
+    Each unit: role, spec, key (units with one key are repetitions of one measurement, which is
+    what Progress estimates from) and a label for the progress lines.
+    """
+    units: list[dict] = []
+    if not opts.no_prep:  # the whole data set (quick: the scaling slice), into an empty cache, then from it
+        for rep in range(config["reps"] if opts.quick else min(config["reps"], 2)):  # two pairs are plenty
+            for task in tasks:
+                spec = {"kind": "prep", "task": task, "cache_dir": str(cache_root / f"prep-{task}-{rep}"), "rep": rep}
+                spec["epochs"] = 1
+                if opts.quick:
+                    spec.update(train=config["scaling"], eval=config["eval"], test=config.get("test"))
+                for when in ("first", "cached"):
+                    label = f"prep {task} rep {rep + 1} ({when} tokenize)"
+                    units.append({"role": f"prep-{when}", "spec": spec, "key": ("prep", task, when), "label": label})
+    for rep in range(config["reps"]):
+        order = plan[rep % len(plan) :] + plan[: rep % len(plan)] if plan else []
+        for spec in order:
+            key = ("train", spec["task"], spec["variant"])
+            label = f"rep {rep + 1} {spec['task']} {spec['variant']}"
+            units.append({"role": "variant", "spec": {**spec, "rep": rep}, "key": key, "label": label})
+    if "ner" in tasks and not opts.no_scaling:
+        # the default NER path at 25/50/100% of the training set, one process, no evaluation;
+        # 1 epoch each, except 2 at 25% so that memory across epochs shows.
+        spec = {
+            "kind": "train", "task": "ner", "variant": "default", "args": [], "cache_dir": str(cache_root / "train"),
+            "train": config["scaling"], "eval": 8, "epochs": 2, "warmup": config["warmup"], "rep": 0,
+            "max_steps": config["max_steps"], "fractions": list(SCALING_FRACTIONS),
+            "test": config.get("test"), "batch": config.get("batch"),
+        }  # fmt: skip
+        units.append(
+            {"role": "scaling", "spec": spec, "key": ("scaling",), "label": "scaling ner default (25/50/100%)"}
+        )
+    return units
+
+
+def quick_notes(tasks: list[str], config: dict, facts: dict, units: list[dict]) -> list[str]:
+    """What --quick runs, and what it leaves to the full bench: said up front, so a quick table is
+    never mistaken for a measurement."""
+    ran = {(u["spec"]["task"], u["spec"]["variant"]) for u in units if u["role"] == "variant"}
+    left = [f"{t}/{v}" for t in tasks for v in full_variants(t) if (t, v) not in ran and not skip_reason(v, facts)]
+    steps = f"{config['max_steps']} training steps of batch {config.get('batch') or 'default'}"
+    lines = [
+        f"quick: {len(units)} check{'s' if len(units) != 1 else ''} in one process (imports paid once; peak memory "
+        f"is not per variant). The numbers show that it runs; they are not a measurement.",
+        f"quick: {config['reps']} repetition (full: {FULL['reps']}); {steps} after {config['warmup']} warm-up "
+        f"step(s) (full: {FULL['epochs']} epoch at the default batch size, after {FULL['warmup']}); "
+        f"{config['train']} train / {config['eval']} dev / {config.get('test')} test examples "
+        f"(full: {FULL['train']} / {FULL['eval']} / all); "
+        f"prep and scaling on {config['scaling']} training examples (full: the whole training set)",
+    ]
+    if left:
+        lines.append(f"quick: not run (full bench only): {', '.join(left)}")
+    return lines
+
+
+def format_seconds(seconds: float) -> str:
+    """'45s', '3m05s', '1h02m'."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class Progress:
+    """The full bench's progress lines: which unit starts, how far along, and about how long is left.
+
+    A pending unit's estimate: the median wall time of the same measurement in earlier
+    repetitions; else the mean of the measured units of its kind (prep, train); else unknown (then
+    counted as such, never guessed). The scaling run: the default NER variant's training time per
+    example times the scaling run's volume, plus that variant's time outside training.
+    """
+
+    def __init__(self, units: list[dict], config: dict, clock: Any = time.perf_counter) -> None:
+        self.units, self.config, self.clock = units, config, clock
+        self.started = clock()
+        self.measured: dict[tuple, list[dict]] = {}
+
+    def finished(self, unit: dict, result: dict) -> None:
+        if result.get("wall_seconds") is not None:
+            self.measured.setdefault(unit["key"], []).append(result)
+
+    def estimate(self, unit: dict) -> float | None:
+        key = unit["key"]
+        if key == ("scaling",):
+            return self._scaling_estimate()
+        if key in self.measured:
+            return statistics.median(r["wall_seconds"] for r in self.measured[key])
+        kind = [r["wall_seconds"] for k, rs in self.measured.items() if k[0] == key[0] for r in rs]
+        return statistics.mean(kind) if kind else None
+
+    def _scaling_estimate(self) -> float | None:
+        done = [
+            r for r in self.measured.get(("train", "ner", "default"), []) if r.get("train_seconds") and r.get("samples")
+        ]
+        if not done:
+            return None
+        run = done[-1]
+        size = self.config.get("scaling") or run.get("full_train_size")
+        if not size:
+            return None
+        volume = size * (sum(SCALING_FRACTIONS) + SCALING_FRACTIONS[0])  # 2 epochs at the smallest fraction
+        outside = run["wall_seconds"] - run["train_seconds"] - (run.get("eval_seconds") or 0.0)
+        return max(outside, 0.0) + run["train_seconds"] / run["samples"] * volume
+
+    def starting(self, unit: dict) -> str:
+        """The line to print as `unit` starts: [i/n], its label, time so far and time left (this unit included)."""
+        index = next(i for i, planned in enumerate(self.units) if planned is unit)  # repetitions look alike
+        estimates = [self.estimate(u) for u in self.units[index:]]
+        known = [e for e in estimates if e is not None]
+        unknown = len(estimates) - len(known)
+        if not known:
+            left = "time left: estimated once a run of its kind has finished"
+        else:
+            left = f"about {format_seconds(sum(known))} left"
+            if unknown:
+                left += f" (+ {unknown} run{'s' if unknown > 1 else ''} not yet estimated)"
+        elapsed = format_seconds(self.clock() - self.started)
+        return f"[{index + 1}/{len(self.units)}] {unit['label']}: starting; {elapsed} elapsed, {left}"
+
+
 def plan_variants(tasks: list[str], opts: Any, config: dict, facts: dict, cache_dir: Path) -> tuple[list, dict]:
     """The worker specs to run, task by task, and the variants skipped here with their reasons."""
     plan: list[dict] = []
     skipped: dict[str, str] = {}
     for task in tasks:
-        wanted = QUICK_VARIANTS if opts.quick else NER_VARIANTS if task == "ner" else SENTIMENT_VARIANTS
+        wanted = full_variants(task)
+        if opts.quick:
+            wanted = QUICK_VARIANTS.get(task, QUICK_VARIANTS["sentiment"])
         if opts.variants:  # "default,fp32" for every task, "ner/compile" for one
             chosen = [v for v in opts.variants.split(",") if "/" not in v or v.startswith(f"{task}/")]
             wanted = [v.split("/", 1)[-1] for v in chosen]
@@ -425,7 +599,7 @@ def plan_variants(tasks: list[str], opts: Any, config: dict, facts: dict, cache_
             plan.append({
                 "kind": "train", "task": task, "variant": variant, "args": toggle.get("args", []),
                 "eval_only": toggle.get("eval_only", False), "cache_dir": str(cache_dir),
-                **{k: config[k] for k in ("train", "eval", "epochs", "warmup", "max_steps")},
+                **{k: config.get(k) for k in ("train", "eval", "test", "batch", "epochs", "warmup", "max_steps")},
             })  # fmt: skip
     return plan, skipped
 
@@ -485,10 +659,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
 
     if opts.worker:
-        spec = json.loads(opts.worker)
-        with tempfile.TemporaryDirectory(prefix="bench-", ignore_cleanup_errors=True) as out:  # output_dir
-            result = (worker_prep if spec["kind"] == "prep" else worker_train)(spec, out)
-        Path(opts.result).write_text(json.dumps(result, default=str))
+        Path(opts.result).write_text(json.dumps(run_specs(json.loads(opts.worker)), default=str))
         return 0
 
     if opts.markdown:
@@ -525,49 +696,56 @@ def main(argv: list[str] | None = None) -> int:
     for name, why in skipped.items():
         print(f"  skipped {name}: {why}")
 
-    # 1. data preparation: first (empty cache) and cached, full data set, fresh processes.
-    prep: dict[str, list[dict]] = {}
-    if not opts.no_prep:
-        for rep in range(config["reps"]):
-            for task in tasks:
-                cache = cache_root / f"prep-{task}-{rep}"
-                shutil.rmtree(cache, ignore_errors=True)
-                spec = {"kind": "prep", "task": task, "cache_dir": str(cache), "rep": rep, "epochs": 1}
-                if opts.quick:
-                    spec.update(train=config["scaling"], eval=config["eval"])
-                elif rep >= 2:  # two pairs are plenty: tokenizing is deterministic work
-                    continue
-                first = run_worker(spec, log)
-                cached = run_worker(spec, log)
-                prep.setdefault(task, []).append({"first": first, "cached": cached})
-                print(f"  prep {task} rep {rep + 1}: first {_prep_s(first)}, cached {_prep_s(cached)}")
+    units = plan_units(tasks, opts, config, plan, cache_root)
+    if opts.quick:
+        for line in quick_notes(tasks, config, facts, units):
+            print(line)
 
-    # 2. variants, interleaved: rep 1 runs A B C ..., rep 2 starts one later (B C ... A), and so on.
+    prep: dict[str, list[dict]] = {}
     runs: dict[tuple[str, str], list[dict]] = {}
-    for rep in range(config["reps"]):
-        rep_started = time.perf_counter()
-        order = plan[rep % len(plan) :] + plan[: rep % len(plan)] if plan else []
-        for spec in order:
-            result = run_worker({**spec, "rep": rep}, log)
+    scaling = None
+
+    def record(unit: dict, result: dict) -> None:
+        """File a finished unit's result where the report looks for it, with its line on stdout."""
+        nonlocal scaling
+        spec = unit["spec"]
+        if unit["role"] == "prep-first":
+            prep.setdefault(spec["task"], []).append({"first": result})
+        elif unit["role"] == "prep-cached":
+            pair = prep[spec["task"]][-1]
+            pair["cached"] = result
+            print(
+                f"  prep {spec['task']} rep {spec['rep'] + 1}: first {_prep_s(pair['first'])}, cached {_prep_s(result)}"
+            )
+        elif unit["role"] == "scaling":
+            scaling = result  # its figures are in the summary below
+            print(f"  scaling ner default: {result.get('error') or 'done'}")
+        else:
             result["derived"] = d = derive(result, peaks)
             runs.setdefault((spec["task"], spec["variant"]), []).append(result)
             rate = f"{d['train_samples_per_s']:.1f} train samples/s" if d.get("train_samples_per_s") else ""
             rate += f" {d['eval_samples_per_s']:.1f} eval samples/s" if d.get("eval_samples_per_s") else ""
-            print(f"  rep {rep + 1} {spec['task']:<9} {spec['variant']:<15} {rate or result.get('error', '')}")
-        left = (config["reps"] - rep - 1) * (time.perf_counter() - rep_started)
-        if left:
-            print(f"  ... about {left / 60:.0f} min of repetitions left", flush=True)
+            took = f" ({result['wall_seconds']:.1f} s)" if result.get("wall_seconds") is not None else ""
+            print(f"  {unit['label']:<32} {rate or result.get('error', '')}{took}", flush=True)
 
-    # 3. scaling: the default NER path at 25/50/100% of the training set, one process, no evaluation;
-    #    1 epoch each, except 2 at 25% so that memory across epochs shows.
-    scaling = None
-    if "ner" in tasks and not opts.no_scaling:
-        spec = {
-            "kind": "train", "task": "ner", "variant": "default", "args": [], "cache_dir": str(cache_root / "train"),
-            "train": config["scaling"], "eval": 8, "epochs": 2, "warmup": config["warmup"], "rep": 0,
-            "max_steps": config["max_steps"], "fractions": list(SCALING_FRACTIONS),
-        }  # fmt: skip
-        scaling = run_worker(spec, log)  # its figures are in the summary below
+    if opts.quick:  # one process for every check: its imports are paid once
+        process_started = time.perf_counter()
+        results = run_workers([u["spec"] for u in units], log)
+        process = time.perf_counter() - process_started
+        for unit, result in zip(units, results, strict=True):
+            record(unit, result)
+        checks = sum(r.get("seconds_in_process") or 0.0 for r in results)
+        print(
+            f"quick: the worker process took {process:.1f} s, {checks:.1f} s of it in the checks (the first one "
+            "includes loading torch and transformers)"
+        )
+    else:  # a fresh process each, announced with the time left
+        progress = Progress(units, config)
+        for unit in units:
+            print(progress.starting(unit), flush=True)
+            result = run_worker(unit["spec"], log)
+            progress.finished(unit, result)
+            record(unit, result)
 
     report = build_report(config, info, peaks_raw, skipped, prep, runs, scaling)
     report["total_seconds"] = time.perf_counter() - started
@@ -713,20 +891,29 @@ def report_text(report: dict, fmt: str) -> str:
     commit = f"{git['commit'][:7]}{' (dirty tree)' if git.get('dirty') else ''}" if git.get("commit") else "unknown"
     peaks = ", ".join(f"{name} {p['gflops']:.1f} GFLOP/s" for name, p in report["matmul_peak"].items())
     default_precision = precision_name(bool(m["default_precision"].get("bf16")), False)
+    if config.get("quick"):
+        scope = (
+            f"sentences, {config['max_steps']} steps of batch {config.get('batch') or 'default'}, one shared "
+            "process (quick smoke run: these numbers are not a measurement)."
+        )
+    else:
+        scope = (
+            f"sentences, {config['epochs']} epoch, {config['reps']} repetitions interleaved; "
+            "median [min-max]; x baseline = median of per-repetition ratios."
+        )
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; torch {package_version(m, 'torch')}, "
         f"transformers {package_version(m, 'transformers')}; default precision here: {default_precision}. "
         f"Commit {commit}.",
-        f"Measured matmul peak: {peaks}. Each variant: {config['train']} training / {config['eval']} dev "
-        f"sentences, {config['epochs']} epoch, {config['reps']} repetitions interleaved; "
-        "median [min-max]; x baseline = median of per-repetition ratios.",
+        f"Measured matmul peak: {peaks}. Each variant: {config['train']} training / {config['eval']} dev {scope}",
         "",
         variants_table(report, fmt),
         "",
     ]
     lines += [f"- not run: `{name}`: {why}" for name, why in report["skipped"].items()]
     prep_lines = filter(None, (prep_text(task, p) for task, p in report["prep"].items()))
-    lines += [f"- {line} (whole data set, fresh process)" for line in prep_lines]
+    where = f"{config.get('scaling')} training examples, shared process" if config.get("quick") else None
+    lines += [f"- {line} ({where or 'whole data set, fresh process'})" for line in prep_lines]
     scaling = (report.get("scaling") or {}).get("scaling") or []
     if scaling:
         parts = []

@@ -99,7 +99,10 @@ SHOWN = {
 }
 # Per-run numbers that a seed group reports as mean and sample std.
 MEASURED = ("dev", "test", "train_seconds", "samples_per_second")
-RUN_INFO = ("path", "source", "task", "name", "model", "seed", "main_metric", "greater_is_better", "tags")
+RUN_INFO = (
+    "path", "source", "task", "name", "model", "seed", "main_metric", "greater_is_better", "tags", "data",
+    "experiment_name",
+)  # fmt: skip
 RUN_COLUMNS = (*RUN_INFO, *MEASURED, *SHOWN, "dev_history", "train_history", "experiment")
 SORT_COLUMNS = {
     "dev": "dev_mean",
@@ -111,7 +114,12 @@ SORT_COLUMNS = {
 SORT_KEYS = tuple(SORT_COLUMNS)
 FORMATS = ("table", "markdown", "csv")
 CSV_NUMBERS = ("dev_mean", "dev_std", "test_mean", "test_std", "train_seconds_mean", "samples_per_second_mean")
-CSV_COLUMNS = ["task", "rank", "runs", "model", *SHOWN, "seeds", "n", "main_metric", *CSV_NUMBERS]
+CSV_COLUMNS = [
+    "task", "rank", "runs", "experiment", "data", "model", *SHOWN, "seeds", "n", "main_metric", *CSV_NUMBERS,
+]  # fmt: skip
+EMBEDDED = "embedded"
+# Under a leaderboard whose runs used different data: why the ranks restart.
+PER_DATA_NOTE = "ranks restart per data source: scores on different data are not comparable"
 
 
 def _option(data: Any, *keys: str) -> Any:
@@ -146,6 +154,37 @@ def experiment_key(data: dict[str, Any]) -> str:
     return json.dumps(options, sort_keys=True, default=str)
 
 
+def _short_path(path: str) -> str:
+    """The file name with its folder (`reviews/train.csv`): enough to tell two data sets apart."""
+    parts = Path(path).parts
+    return "/".join(parts[-2:])
+
+
+def data_label(data: dict[str, Any]) -> str:
+    """Where a run's examples came from, short: 'embedded', 'files: mydata/train.csv', 'hub: imdb'.
+
+    Read from the options (what results.json and W&B both hold); the data report's `source`
+    sentence is the fallback for records without them.
+    """
+    train_file = _option(data, "options", "data", "train_file")
+    if train_file:
+        return f"files: {_short_path(str(train_file))}"
+    hub = _option(data, "options", "data", "dataset_name")
+    if hub:
+        config = _option(data, "options", "data", "dataset_config_name")
+        return f"hub: {hub}" + (f" ({config})" if config else "")
+    source = _option(data, "data", "source")
+    if isinstance(source, str) and source and not source.startswith(EMBEDDED):
+        return source.split(",")[0].split(";")[0]
+    return EMBEDDED
+
+
+def experiment_name(data: dict[str, Any]) -> str:
+    """The experiment file's name without folder and suffix ('ner-quick'); '-' for a run without one."""
+    path = data.get("experiment_file") or _option(data, "options", "run", "experiment")
+    return Path(str(path)).stem if path else "-"
+
+
 def run_from_results(data: dict[str, Any], path: str, source: str = "results.json") -> dict[str, Any]:
     """One run's row (RUN_COLUMNS) from a results.json mapping; ValueError when a required key is missing."""
     missing = [key for key in ("task", "main_metric") if not data.get(key)]
@@ -162,6 +201,8 @@ def run_from_results(data: dict[str, Any], path: str, source: str = "results.jso
         "main_metric": metric,
         "greater_is_better": greater_is_better(metric, _option(data, "options", "training", "greater_is_better")),
         "tags": [str(tag) for tag in data.get("tags") or []],
+        "data": data_label(data),
+        "experiment_name": experiment_name(data),
         "dev": _number(_option(data, "dev", metric)),
         "test": _number(_option(data, "test", metric)),
         "train_seconds": _number(_option(data, "train", "seconds")),
@@ -257,8 +298,9 @@ def filter_runs(runs: pd.DataFrame, task: str | None = None, tags: Sequence[str]
 def group_runs(runs: pd.DataFrame, by_seed: bool = True) -> pd.DataFrame:
     """One row per seed group: the runs of a task with equal EXPERIMENT_OPTIONS (each run alone if not by_seed).
 
-    Columns: task, runs (run names), seeds, n, the first run's model, main metric and shown
-    hyperparameters, and <measure>_mean / <measure>_std (sample std, n - 1; NaN for one seed).
+    Columns: task, runs (run names), seeds, n, the first run's model, data source, main metric
+    and shown hyperparameters, the experiment file names of its runs (one path may be spelled
+    several ways), and <measure>_mean / <measure>_std (sample std, n - 1; NaN for one seed).
     """
     keys = ["task", "experiment" if by_seed else "path"]
     return (
@@ -267,7 +309,8 @@ def group_runs(runs: pd.DataFrame, by_seed: bool = True) -> pd.DataFrame:
             runs=("name", list),
             seeds=("seed", lambda seeds: " ".join(sorted(str(seed) for seed in seeds))),
             n=("name", "size"),
-            **{column: (column, "first") for column in ("model", "main_metric", "greater_is_better", *SHOWN)},
+            experiment_name=("experiment_name", lambda names: ", ".join(sorted(set(names)))),
+            **{column: (column, "first") for column in ("model", "data", "main_metric", "greater_is_better", *SHOWN)},
             **{f"{column}_{stat}": (column, stat) for column in MEASURED for stat in ("mean", "std")},
         )
         .reset_index()
@@ -275,8 +318,10 @@ def group_runs(runs: pd.DataFrame, by_seed: bool = True) -> pd.DataFrame:
 
 
 def sort_groups(groups: pd.DataFrame, key: str = "dev") -> pd.DataFrame:
-    """Per task (tasks alphabetical), best first by the dev or test main metric (mean over seeds),
-    fastest first by time or speed, or by run names; missing values last. Adds `rank` (1 = first)."""
+    """Per task (tasks alphabetical) and data source (embedded first), best first by the dev or test
+    main metric (mean over seeds), fastest first by time or speed, or by run names; missing values
+    last. Adds `rank` (1 = first), which restarts per data source: a score on the user's own CSV
+    and one on the embedded test set are not comparable, so neither outranks the other."""
     if key not in SORT_KEYS:
         raise UsageError(f"--sort {key}: choose one of {', '.join(SORT_KEYS)}")
     if key == "name":
@@ -284,9 +329,12 @@ def sort_groups(groups: pd.DataFrame, key: str = "dev") -> pd.DataFrame:
     else:
         higher_first = groups["greater_is_better"].astype(bool) if key in ("dev", "test") else key == "speed"
         order = groups[SORT_COLUMNS[key]] * np.where(higher_first, -1, 1)
-    ranked = groups.assign(order=order).sort_values(["task", "order"], na_position="last", kind="stable")
-    ranked["rank"] = ranked.groupby("task").cumcount() + 1
-    return ranked.drop(columns="order").reset_index(drop=True)
+    data_order = groups["data"].map(lambda data: (data != EMBEDDED, data))
+    ranked = groups.assign(order=order, data_order=data_order).sort_values(
+        ["task", "data_order", "order"], na_position="last", kind="stable"
+    )
+    ranked["rank"] = ranked.groupby(["task", "data"]).cumcount() + 1
+    return ranked.drop(columns=["order", "data_order"]).reset_index(drop=True)
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -313,6 +361,8 @@ def leaderboard_rows(groups: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     columns = {
         "#": groups["rank"].astype(str),
         "run": groups["runs"].str.join(", "),
+        "experiment": groups["experiment_name"],
+        "data": groups["data"],
         "model": groups["model"],
         **{short: groups[short].map(_hyper) for short in SHOWN},
         "seeds": groups["seeds"],
@@ -331,17 +381,19 @@ def render(groups: pd.DataFrame, fmt: str) -> str:
     CSV numbers are unformatted, with mean and std in their own columns.
     """
     if fmt == "csv":
-        with_names = groups.assign(runs=groups["runs"].str.join(";"))
+        with_names = groups.assign(runs=groups["runs"].str.join(";"), experiment=groups["experiment_name"])
         return with_names[CSV_COLUMNS].to_csv(index=False, lineterminator="\n")
     parts = []
     for task, board in groups.groupby("task", sort=False):
         header, rows = leaderboard_rows(board)
         metric = board["main_metric"].iloc[0]
+        note = f"\n{PER_DATA_NOTE}" if board["data"].nunique() > 1 else ""
         if fmt == "markdown":
-            parts.append(f"### {task} (main metric: {metric})\n\n{tables.render(header, rows, 'markdown')}")
+            table = tables.render(header, rows, "markdown")
+            parts.append(f"### {task} (main metric: {metric})\n\n{table}" + (f"\n\n{PER_DATA_NOTE}" if note else ""))
         else:
             table = tables.render(header, rows, max_width=48)  # cut long cells (many run names)
-            parts.append(f"{task} (main metric: {metric}; mean ± std over seeds)\n{table}")
+            parts.append(f"{task} (main metric: {metric}; mean ± std over seeds)\n{table}{note}")
     return "\n\n".join(parts) + "\n"
 
 

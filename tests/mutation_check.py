@@ -21,6 +21,8 @@ FUZZ = "tests/finetune_lab/test_fuzz.py::"
 RUN = "tests/test_run.py::"
 SEARCH = "tests/test_search.py::"
 WL = "tests/finetune_lab/test_wandb_logging.py::"
+COMPARE = "tests/finetune_lab/test_compare.py::"
+BENCH = "tests/benchmarks/test_bench_progress.py::"
 MUTANTS = [
     (
         "search objective scores the test split",
@@ -478,6 +480,48 @@ MUTANTS = [
         "wandb_logging.start_wandb(config, training.project, args.run.wandb_entity)",
         'wandb_logging.start_wandb(config, "finetune-lab", args.run.wandb_entity)',
         [WL + "test_project_and_entity_are_honoured"],
+    ),
+    (
+        "compare: a custom CSV run ranked among embedded-data runs",
+        "finetune_lab/compare.py",
+        '    ranked["rank"] = ranked.groupby(["task", "data"]).cumcount() + 1',
+        '    ranked["rank"] = ranked.groupby("task").cumcount() + 1',
+        [COMPARE + "test_data_and_experiment_columns"],
+    ),
+    (
+        "compare: accuracy axis past 1",
+        "finetune_lab/plots.py",
+        "    top = top if high is None else min(top, high)",
+        "    top = top",
+        [COMPARE + "test_metric_axes_stay_inside_the_metric_bounds"],
+    ),
+    (
+        "compare: timestamped run names on the bars",
+        "finetune_lab/plots.py",
+        '        labels.append(f"#{row.rank} {text}" + (f"{SEP}n={row.n}" if row.n > 1 else ""))',
+        "        labels.append(row.runs[0])",
+        [COMPARE + "test_tick_labels_and_legends_are_short_unique_and_apart"],
+    ),
+    (
+        "compare: many bar labels not turned",
+        "finetune_lab/plots.py",
+        "    rotate = wanted > MAX_WIDTH_IN",
+        "    rotate = False",
+        [COMPARE + "test_many_bars_turn_their_labels_and_never_overlap"],
+    ),
+    (
+        "bench: quick starts a process per check",
+        "benchmarks/bench.py",
+        '        results = run_workers([u["spec"] for u in units], log)',
+        '        results = [run_worker(u["spec"], log) for u in units]',
+        [BENCH + "test_quick_runs_every_check_in_one_process_and_says_what_it_skips"],
+    ),
+    (
+        "bench: time left ignores the runs measured",
+        "benchmarks/bench.py",
+        "        if key in self.measured:\n",
+        "        if False:\n",
+        [BENCH + "test_progress_estimates_from_what_was_measured"],
     ),
 ]
 

@@ -199,12 +199,14 @@ def test_markdown_output(runs_dir, capsys):
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0] == "### ner (main metric: f1)"
-    assert lines[2].startswith("| # | run | model | lr | batch | epochs | max_len | seeds | n | dev f1 | test f1 |")
+    header = "| # | run | experiment | data | model | lr | batch | epochs | max_len | seeds | n | dev f1 | test f1 |"
+    assert lines[2].startswith(header)
     assert lines[3].startswith("|---|---|")
     rows = [line for line in lines if line.startswith("| ") and line[2].isdigit()]
     assert len(rows) == 3
     expected = (
-        "| a-s1, a-s2, a-s3 | bert-tiny | 0.0001 | 32 | 2 | 128 | 1 2 3 | 3 | 0.8200 ± 0.0200 | 0.7400 ± 0.0400 |"
+        "| a-s1, a-s2, a-s3 | - | embedded | bert-tiny | 0.0001 | 32 | 2 | 128 | 1 2 3 | 3 | 0.8200 ± 0.0200 "
+        "| 0.7400 ± 0.0400 |"
     )
     assert expected in rows[2]
     assert "| c-s1 |" in rows[0] and "| 0.9000 | - |" in rows[0]
@@ -267,8 +269,9 @@ def test_plot_contents(runs_dir):
     assert dev.get_title() == "ner: dev f1 per epoch" and dev.get_xlabel() == "epoch"
     assert len(dev.get_lines()) == 5  # one line per run
     lines = {line.get_label(): line for line in dev.get_lines()}
-    assert list(lines["a-s1"].get_ydata()) == pytest.approx([0.70, 0.80])
-    assert list(lines["a-s1"].get_xdata()) == [1.0, 2.0]
+    # a-s1..3 are the third leaderboard line (lr 1e-4); the labels name what differs: the lr
+    assert list(lines["#3 lr 0.0001 · seed 1"].get_ydata()) == pytest.approx([0.70, 0.80])
+    assert list(lines["#3 lr 0.0001 · seed 1"].get_xdata()) == [1.0, 2.0]
     assert dev.get_legend() is not None
     bars = captured["ner-test.png"].axes[0]
     heights = sorted(p.get_height() for p in bars.patches)
@@ -319,6 +322,7 @@ def test_real_runs_and_their_offline_wandb_runs(tiny_runs, capsys):
         assert run.dev == pytest.approx(saved.dev) and run.test == pytest.approx(saved.test)
         assert run.samples_per_second == pytest.approx(saved.samples_per_second)
         assert run.experiment == saved.experiment  # a W&B run and its results.json group together
+        assert (run.data, run.experiment_name) == (saved.data, saved.experiment_name) == ("embedded", "-")
     capsys.readouterr()
     merged = main([str(outputs), "--wandb_dir", str(tiny_runs["wandb_dir"]), "--no_plots", "--format", "csv"])
     assert [row.n for row in board(merged, "ner")] == [1]  # the same run from both sources counts once
@@ -334,3 +338,214 @@ def test_cli_exit_code_2_with_one_line(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 2
     assert done.stderr == f"compare: error: RUNS_DIR {tmp_path / 'nope'} is not a folder\n"
+
+
+# --- data and experiment columns, plot labels and axes ------------------------------------------
+
+
+def custom_data(path: Path, folder: str = "/data/mine") -> None:
+    """Make a run's results.json look like run.py on the user's own CSV files (run_config's keys)."""
+    for split, name in (("train", "train.csv"), ("validation", "dev.csv"), ("test", "test.csv")):
+        set_option(path, f"options.data.{split}_file", f"{folder}/{name}")
+    set_option(path, "data.source", f"files: train={folder}/train.csv, validation={folder}/dev.csv")
+
+
+@pytest.fixture
+def mixed_dir(tmp_path) -> Path:
+    """sentiment: an experiment file over two seeds on the embedded data, a run on the user's own CSV
+    (the best dev score, on other data), a Hub data set; timestamped default run names."""
+    root = tmp_path / "outputs"
+    for seed, dev in ((1, 0.80), (2, 0.82)):
+        path = write_run(root, "sentiment", f"all-MiniLM-L6-v2-seed{seed}-20250101-12000{seed}", seed, dev, dev - 0.05)
+        set_option(path, "experiment_file", "experiments/sentiment-quick.yaml")
+        set_option(path, "data.source", "embedded movie-review sentences (/x/y.txt); stratified 80/10/10 split")
+    write_run(root, "sentiment", "all-MiniLM-L6-v2-seed1-20250101-130000", 1, 0.78, 0.77, lr=3e-5)
+    custom_data(write_run(root, "sentiment", "all-MiniLM-L6-v2-seed1-20250101-140000", 1, 0.95, 0.93))
+    hub = write_run(root, "sentiment", "all-MiniLM-L6-v2-seed1-20250101-150000", 1, 0.90, 0.88)
+    set_option(hub, "options.data.dataset_name", "stanfordnlp/sst2")
+    return root
+
+
+def test_data_and_experiment_columns(mixed_dir, capsys):
+    groups = main([str(mixed_dir), "--no_plots", "--format", "csv"])
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    # embedded lines first (ranked among themselves), then each other data source with its own rank 1,
+    # although the CSV run's dev score (0.95) is the best of all: other data, not comparable
+    assert [(r["rank"], r["data"], r["experiment"], r["n"]) for r in table] == [
+        ("1", "embedded", "sentiment-quick", "2"),
+        ("2", "embedded", "-", "1"),
+        ("1", "files: mine/train.csv", "-", "1"),
+        ("1", "hub: stanfordnlp/sst2", "-", "1"),
+    ]
+    assert list(groups["data"]) == [r["data"] for r in table]
+
+    main([str(mixed_dir), "--no_plots"])
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("#"))
+    assert header.split()[:5] == ["#", "run", "experiment", "data", "model"]
+    custom_line = next(line for line in out.splitlines() if "140000" in line)
+    assert "files: mine/train.csv" in custom_line and "embedded" not in custom_line
+    assert "ranks restart per data source" in out
+
+
+def test_a_custom_csv_run_is_never_in_the_embedded_seed_group(tmp_path):
+    root = tmp_path / "outputs"
+    write_run(root, "sentiment", "a-s1", 1, dev=0.8, test=0.7)
+    custom_data(write_run(root, "sentiment", "a-s2", 2, dev=0.8, test=0.7))
+    rows = board(groups_for(root), "sentiment")
+    assert [(row.data, row.n, row.rank) for row in rows] == [("embedded", 1, 1), ("files: mine/train.csv", 1, 1)]
+
+
+def test_data_label_from_the_source_sentence_of_older_records():
+    from finetune_lab.compare import data_label, experiment_name
+
+    assert data_label({"data": {"source": "embedded CoNLL-2003 (/x)"}}) == "embedded"
+    assert data_label({"data": {"source": "files: train=a.csv, validation=b.csv"}}) == "files: train=a.csv"
+    assert data_label({}) == "embedded"
+    assert experiment_name({"options": {"run": {"experiment": "/abs/ner-quick.yml"}}}) == "ner-quick"
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Figures captured before saving are never closed by plots._save: close them after each test."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def captured_figures(monkeypatch, root: Path) -> dict[str, Any]:
+    """Every figure write_plots makes for the runs under root, by file name, before it is saved."""
+    from finetune_lab import plots
+
+    runs, problems = load_runs(root)
+    assert problems == []
+    figures: dict[str, Any] = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.setdefault(path.name, fig) and path)
+    plots.write_plots(runs, sort_groups(group_runs(runs)), root)
+    return figures
+
+
+def assert_no_overlap(texts: list) -> None:
+    """The drawn text boxes (display coordinates) pairwise apart."""
+    boxes = [t.get_window_extent() for t in texts]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert a.x1 <= b.x0 or b.x1 <= a.x0, (a, b)
+
+
+def test_tick_labels_and_legends_are_short_unique_and_apart(mixed_dir, monkeypatch):
+    import re
+
+    from finetune_lab import plots
+
+    figures = captured_figures(monkeypatch, mixed_dir)
+    bars = figures["sentiment-test.png"]
+    ax = bars.axes[0]
+    bars.canvas.draw()
+    labels = [tick.get_text() for tick in ax.get_xticklabels()]
+    assert labels == [  # rank + what differs (experiment, data, lr), one part a line; no time stamps
+        "#1 sentiment-quick\nembedded\nlr 0.0001\nn=2",
+        "#2 no exp. file\nembedded\nlr 3e-05",
+        "#1 no exp. file\nfiles:\nmine/train.csv\nlr 0.0001",
+        "#1 no exp. file\nhub:\nstanfordnlp/sst2\nlr 0.0001",
+    ]
+    assert all(len(line) <= plots.WRAP for label in labels for line in label.splitlines())
+    assert_no_overlap(ax.get_xticklabels())
+    assert ax.get_legend() is None  # the ticks name the bars
+    assert [bar.get_hatch() for bar in ax.patches] == [None, None, "//", "//"]  # other data: hatched
+    assert "not the embedded data" in ax.get_xlabel()
+
+    for name in ("sentiment-dev.png", "sentiment-loss.png"):
+        legend = [text.get_text() for text in figures[name].axes[0].get_legend().get_texts()]
+        assert len(legend) == 5 and len(set(legend)) == 5, legend
+        assert not any(re.search(r"\d{8}-\d{6}", text) for text in legend), legend
+        assert "#1 sentiment-quick · embedded · lr 0.0001 · seed 2" in legend
+        assert "#1 no exp. file · files: mine/train.csv · lr 0.0001 · seed 1" in legend
+
+
+def test_many_bars_turn_their_labels_and_never_overlap(tmp_path, monkeypatch):
+    root = tmp_path / "outputs"
+    for i in range(30):  # thirty learning rates: wider than MAX_WIDTH_IN at 1.5 inches a bar
+        write_run(root, "ner", f"all-MiniLM-L6-v2-seed1-20250101-1200{i:02d}", 1, 0.5 + i / 100, 0.5, lr=(i + 1) * 1e-5)
+    fig = captured_figures(monkeypatch, root)["ner-test.png"]
+    fig.canvas.draw()
+    ticks = fig.axes[0].get_xticklabels()
+    assert len({t.get_text() for t in ticks}) == 30
+    assert all(t.get_rotation() == 90 for t in ticks)
+    assert fig.get_figwidth() <= 24
+    assert_no_overlap(ticks)
+
+
+def test_runs_differing_in_an_unshown_option_are_named(tmp_path):
+    from finetune_lab import plots
+
+    root = tmp_path / "outputs"
+    for name, warmup in (("warm-a-20250101-120000", 0.1), ("warm-b-20250101-120001", 0.2)):
+        set_option(write_run(root, "ner", name, 1, 0.8, 0.7), "options.training.warmup_steps", warmup)
+    groups = groups_for(root)
+    assert plots.group_labels(groups) == ["#1 warm-a", "#2 warm-b"]
+
+
+@pytest.mark.parametrize(
+    "metric, values, low, high",
+    [
+        ("accuracy", (0.99, 1.0, 0.995), 0.0, 1.0),  # near 1 with a spread: the axis stops at 1
+        ("macro_f1", (0.97, 1.0, 1.0), 0.0, 1.0),
+        ("pearson", (-0.6, -0.2, 0.3), -1.0, 1.0),  # a correlation can be negative: shown, floored at -1
+        ("mse", (3.5, 4.0, 5.5), 0.0, None),  # a loss: no cap at 1
+    ],
+)
+def test_metric_axes_stay_inside_the_metric_bounds(tmp_path, monkeypatch, metric, values, low, high):
+    root = tmp_path / "outputs"
+    for seed, value in enumerate(values, start=1):
+        path = write_run(root, "sentiment", f"s{seed}", seed, value, value)  # one group, three seeds
+        set_option(path, "main_metric", metric)
+        set_option(path, "dev", {metric: value})
+        set_option(path, "test", {metric: value})
+        set_option(
+            path,
+            "dev_history",
+            [{"epoch": 1.0, f"eval_{metric}": value - 0.01}, {"epoch": 2.0, f"eval_{metric}": value}],
+        )
+    figures = captured_figures(monkeypatch, root)
+    shown = {  # what each plot must keep in view: the bar's mean, every point of the curves
+        "sentiment-test.png": (statistics.mean(values), statistics.mean(values)),
+        "sentiment-dev.png": (min(values) - 0.01, max(values)),
+    }
+    for name, (lowest, highest) in shown.items():
+        bottom, top = figures[name].axes[0].get_ylim()
+        assert bottom >= low and (high is None or top <= high), (name, bottom, top)
+        assert bottom < lowest and top >= highest, (name, bottom, top)
+    loss_bottom, _ = figures["sentiment-loss.png"].axes[0].get_ylim()
+    assert loss_bottom >= 0.0
+
+
+def test_legend_names_each_runs_own_experiment_and_stamps_only_repeats(tmp_path, monkeypatch):
+    """One seed group holding runs with and without an experiment file (same options), one seed twice."""
+    root = tmp_path / "outputs"
+    names = ["m-seed1-20250101-120000", "m-seed1-20250102-090000", "m-seed2-20250101-130000"]
+    for name, seed, experiment in zip(names, (1, 1, 2), ("experiments/ner-quick.yaml", None, None), strict=True):
+        path = write_run(root, "ner", name, seed, 0.8, 0.7)
+        if experiment:
+            set_option(path, "experiment_file", experiment)
+    (group,) = board(groups_for(root), "ner")
+    assert group.experiment_name == "-, ner-quick" and group.n == 3
+    legend = figure_legend(captured_figures(monkeypatch, root)["ner-dev.png"])
+    assert sorted(legend) == [
+        "#1 ner-quick · seed 1",
+        "#1 no exp. file · seed 1",
+        "#1 no exp. file · seed 2",
+    ]
+    for name in names[1:]:  # now the same seed and experiment twice: their start times tell them apart
+        set_option(root / "ner" / name / "results.json", "experiment_file", "experiments/ner-quick.yaml")
+    legend = figure_legend(captured_figures(monkeypatch, root)["ner-dev.png"])
+    assert sorted(legend) == [
+        "#1 ner-quick · seed 1 · 20250101-120000",
+        "#1 ner-quick · seed 1 · 20250102-090000",
+        "#1 ner-quick · seed 2",
+    ]
+
+
+def figure_legend(fig: Any) -> list[str]:
+    return [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
