@@ -12,25 +12,30 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # quiet fork warnings from the data loader
 
-from finetune_lab.errors import run_cli  # noqa: E402
+from finetune_lab.errors import UsageError, run_cli  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers import set_seed
 
     from finetune_lab.arguments import parse_arguments
-    from finetune_lab.results import environment, move_hub_token_to_environment
+    from finetune_lab.results import environment, move_hub_token_to_environment, withhold
     from finetune_lab.rundir import RunFinished, claim_run_dir
 
     # 1. parse
     args = parse_arguments(argv)
     training = args.training
+    if training.hub_token:
+        args.followed["hub_token"] = "moved to the HF_TOKEN environment variable, never written to run files"
     move_hub_token_to_environment(training)  # so it is never pickled into training_args.bin
+    withhold(args.model.token)  # --token: redacted wherever its value would be written
+    args.parsed_training = training.to_dict()  # what the options asked for, before the run fills in names
     code_state = environment()  # now, not at the end: the commit that is running, not a later one
     set_seed(training.seed)
     try:
@@ -44,34 +49,96 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return json.loads(finished.results.read_text(encoding="utf-8"))
 
 
+@dataclass
+class Prepared:
+    """What the run trains and scores: the data, the task with its final labels, the model, tokenized splits."""
+
+    data: Any  # families.LoadedData
+    task: Any
+    built: Any  # modeling.BuiltModel
+    tokenized: Any  # DatasetDict: train, and validation / test where they are scored
+    truncation: dict[str, dict[str, int]]
+    notes: list[str]
+
+
+def scored_splits(args: Any, data: Any) -> tuple[str, ...]:
+    """The splits this run uses: train, dev unless --do_eval false, test unless --do_predict false.
+
+    A test split asked for with an explicit --do_predict true that the data lacks is an error (as in
+    HF's scripts); the default just finds none, and says so.
+    """
+    training = args.training
+    splits = ["train"] if training.do_train else []
+    if training.do_eval:
+        splits.append("validation")
+    if training.do_predict:
+        if "test" in data.splits:
+            splits.append("test")
+        elif args.explicit("do_predict"):
+            raise UsageError("--do_predict true: the data has no test split; pass --test_file or drop the option")
+    return tuple(splits)
+
+
+def prepare(args: Any) -> Prepared:
+    """Steps 2 and 3: load the data, build the model (a from-scratch vocabulary comes from the whole
+    training split), limit and tokenize the splits this run uses."""
+    from datasets import DatasetDict
+
+    from finetune_lab.modeling import build_model, check_max_seq_length
+    from finetune_lab.tokenization import limit_samples, tokenize_splits
+
+    training = args.training
+    data = args.task.load(args.data, hub_options={"cache_dir": args.model.cache_dir, "token": args.model.token})
+    task = args.task.with_labels(data.label_names)
+    built = build_model(task, args.model, data.splits["train"])
+    check_max_seq_length(built, args.data.max_seq_length)
+    used = scored_splits(args, data)
+    splits, notes = limit_samples(DatasetDict({s: data.splits[s] for s in used}), args.data)
+    if training.do_predict and "test" not in data.splits:
+        notes.append("  test: none in this data (no --test_file): nothing scored at the end")
+    notes += [f"  {split}: {why}" for split, why in skipped_splits(args).items()]
+    with training.main_process_first(desc="tokenizing"):
+        tokenized, truncation = tokenize_splits(task, splits, built.tokenizer, args.data)
+    return Prepared(data, task, built, tokenized, truncation, notes)
+
+
+def skipped_splits(args: Any) -> dict[str, str]:
+    training = args.training
+    skipped = {}
+    if not training.do_eval:
+        skipped["validation"] = "not scored (--do_eval false)"
+    if not training.do_predict:
+        skipped["test"] = "not scored (--do_predict false)"
+    return skipped
+
+
 def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> dict[str, Any]:
     from finetune_lab import wandb_logging
     from finetune_lab.callbacks import EpochTimer
     from finetune_lab.hardware import peak_memory_mb
     from finetune_lab.metrics import format_report
-    from finetune_lab.modeling import build_model, check_max_seq_length
-    from finetune_lab.results import redact, run_config, run_results, write_json
+    from finetune_lab.results import redact, run_config, run_results, settings_lines, training_report, write_json
     from finetune_lab.rundir import resume_checkpoint, save_model_atomically
-    from finetune_lab.tokenization import limit_samples, tokenize_splits, truncation_lines
+    from finetune_lab.tokenization import truncation_lines
     from finetune_lab.trainer import build_trainer
 
     training = args.training
     main_process = training.process_index == 0
 
-    # 2. build task: data from the embedded package, the Hub or local files; the label set it settles on
-    data = args.task.load(args.data)
-    task = args.task.with_labels(data.label_names)
-    # 3. build model (a from-scratch vocabulary comes from the whole training split), then tokenize
-    built = build_model(task, args.model, data.splits["train"])
-    check_max_seq_length(built, args.data.max_seq_length)
-    splits, notes = limit_samples(data.splits, args.data)
-    with training.main_process_first(desc="tokenizing"):
-        tokenized, truncation = tokenize_splits(task, splits, built.tokenizer, args.data)
+    # 2-3. data, model, tokenized splits
+    prepared = prepare(args)
+    task, built, tokenized = prepared.task, prepared.built, prepared.tokenized
+    report = prepared.data.report
+    config = redact(run_config(args, task, built, report, prepared.truncation))
     if main_process:
-        print("\n".join([*data.report.lines(), *notes, *truncation_lines(truncation, args.data.max_seq_length)]))
+        print(
+            "\n".join(
+                [*report.lines(), *prepared.notes, *truncation_lines(prepared.truncation, args.data.max_seq_length)]
+            )
+        )
+        print("\n".join(settings_lines(config)), flush=True)
 
     # 4. train
-    config = redact(run_config(args, task, built, data.report, truncation))
     wandb_run = None
     if main_process and "wandb" in training.report_to:
         wandb_run = wandb_logging.start_wandb(training.run_name, task.name, config["tags"], config, config["notes"])
@@ -84,8 +151,8 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
         built.tokenizer,
         training,
         args.data,
-        tokenized["train"],
-        tokenized["validation"],
+        tokenized.get("train"),
+        tokenized.get("validation"),  # None with --do_eval false: no dev evaluation at all
         callbacks=[timer, *wandb_logging.callbacks(wandb_run, config)],
         early_stopping_patience=args.run.early_stopping_patience,
     )
@@ -97,8 +164,8 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
         train_seconds = time.perf_counter() - started
         history = list(trainer.state.log_history)  # per-epoch dev scores, before the final evaluation
 
-        # 5. evaluate: dev with the best model, then test
-        dev = trainer.evaluate()
+        # 5. evaluate: dev with the best model (unless --do_eval false), then test (unless --do_predict false)
+        dev = trainer.evaluate() if "validation" in tokenized else {}
         test_output = trainer.predict(tokenized["test"], metric_key_prefix="test") if "test" in tokenized else None
         test = test_output.metrics if test_output is not None else {}
 
@@ -122,15 +189,19 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
         "loss": train_metrics.get("train_loss"),
         "peak_memory_mb": peak_memory_mb(),
     }
+    config["training_overrides"] = training_report(args, trainer.args)  # as Trainer ran it (report_to may shrink)
     results = redact(run_results(config, trainer, dev, test, train, history, code_state))
     write_json(run_dir / "results.json", results)
     model_dir = run_dir if args.run.wandb_log_model else None
     wandb_logging.log_final(wandb_run, results, test_output, model_dir=model_dir)
     wandb_logging.finish(wandb_run)
     main_metric = training.metric_for_best_model
-    summary = f"{task.name}: dev {main_metric} {shown(results['dev'].get(main_metric))}"
-    if test:
-        summary += f", test {main_metric} {shown(results['test'].get(main_metric))}"
+    scored = [
+        f"{name} {main_metric} {shown(results[key].get(main_metric))}"
+        for name, key in (("dev", "dev"), ("test", "test"))
+        if results[key]
+    ]
+    summary = f"{task.name}: " + (", ".join(scored) or "nothing scored (--do_eval false, --do_predict false)")
     print(f"\n{summary}; results in {run_dir / 'results.json'}")
     return results
 

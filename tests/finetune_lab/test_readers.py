@@ -87,7 +87,7 @@ def test_csv_text_file(tmp_path):
         # a quote never closed before the end of a short file
         ('text,label\ngood,positive\nbad,"negative\n', "a.csv:3: malformed CSV"),
         ("text,label\ngood,positive,extra\n", "a.csv:2: expected 2 columns"),
-        ("words,label\ngood,positive\n", "a.csv:2: expected fields 'text' and 'label'"),
+        ("words,label\ngood,positive\n", r"a.csv: no column 'text' \(it has: words, label\); name yours"),
         ("", "a.csv: file is empty"),
         # an unclosed quote swallows the rest of the file into one field, until csv gives up
         ('text,label\ngood,positive\n"bad,negative\n' + "more text\n" * 20_000, "a.csv:3: malformed CSV"),
@@ -112,7 +112,7 @@ def test_report_lists_kept_and_dropped():
 def load_files(task, path, labels=None):
     """What run.py loads from --train_file/--validation_file (both the same file here)."""
     args = SimpleNamespace(
-        train_file=str(path), validation_file=str(path), test_file=None, dataset_name=None, text_column=None
+        train_file=str(path), validation_file=str(path), test_file=None, dataset_name=None, text_column_name=None
     )
     return task(label_names=labels).load(args)
 
@@ -175,7 +175,7 @@ def test_hub_class_label_ids_go_through_the_feature_names(monkeypatch):
         test_file=None,
         dataset_name="x/y",
         dataset_config_name=None,
-        text_column=None,
+        text_column_name=None,
     )
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: hub(named, [0, 4, 2]))
     loaded = MovieReviewSentiment(label_names=stars).load(args)
@@ -196,7 +196,7 @@ def test_hub_class_label_ids_go_through_the_feature_names(monkeypatch):
 def test_embedded_data_with_other_labels_is_an_error_naming_labels():
     from tasks.sentiment import MovieReviewSentiment
 
-    args = SimpleNamespace(train_file=None, validation_file=None, test_file=None, dataset_name=None, text_column=None)
+    args = SimpleNamespace(train_file=None, validation_file=None, test_file=None, dataset_name=None)
     with pytest.raises(UsageError, match="--labels pos neg: .*embedded.*'negative'"):
         MovieReviewSentiment(label_names=["pos", "neg"]).load(args)
 
