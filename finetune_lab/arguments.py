@@ -439,8 +439,9 @@ def check_output_dir(output_dir: str) -> None:
     # Writability is checked once, for real, when rundir.claim_run_dir creates the folder and a probe file.
 
 
-# What Trainer.train(resume_from_checkpoint=...) reads from a checkpoint folder.
-CHECKPOINT_FILES = ("trainer_state.json", "model.safetensors")
+# What Trainer.train(resume_from_checkpoint=...) reads from a checkpoint folder (a finished run's
+# folder has weights and, from HF's save_state, a trainer_state.json, but no optimizer or scheduler).
+CHECKPOINT_FILES = ("trainer_state.json", "model.safetensors", "optimizer.pt", "scheduler.pt")
 
 
 def check_checkpoint_folder(value: str) -> None:
@@ -620,7 +621,8 @@ def _renamed(experiment: dict[str, Any], path: str | None) -> dict[str, Any]:
     for key, value in experiment.items():
         new = RENAMED.get(key, key)
         if new in out:
-            raise UsageError(f"{path}: {key} and {new} are one option; keep {new}")
+            first = next(k for k in experiment if RENAMED.get(k, k) == new)
+            raise UsageError(f"{path}: {first} and {key} are one option; keep {new}")
         out[new] = value
     return out
 
@@ -716,21 +718,23 @@ def training_overrides(
     sources: dict[str, str],
     parsed: dict[str, Any] | None = None,
     notes: dict[str, str] | None = None,
-) -> dict[str, dict[str, Any]]:
+) -> list[dict[str, Any]]:
     """Every TrainingArguments field not at transformers' default, and who set it.
 
-    {field: {"value", "transformers_default", "set_by"}}: set_by is the option's source (project,
-    hardware or task default, experiment file, command line, 'follows: ...'), 'runner' when the run
-    changed it after parsing (`parsed`: training.to_dict() right after parsing), or 'transformers'
-    when TrainingArguments derived it from other options. `notes` adds fields the runner handles
-    itself even at their default (e.g. a --hub_token moved to the environment).
+    One entry per field: {"field", "value", "transformers_default", "set_by"} (a list, not a mapping
+    keyed by field, so that a field named like a secret, hub_token, is not redacted whole). set_by
+    is the option's source (project, hardware or task default, experiment file, command line,
+    'follows: ...'), 'runner' when the run changed it after parsing (`parsed`: training.to_dict()
+    right after parsing), or 'transformers' when TrainingArguments derived it from other options.
+    `notes` adds fields the runner handles itself even at their default (a --hub_token moved away).
     """
-    defaults, final = transformers_defaults(), training.to_dict()
-    out = {}
+    defaults, final = transformers_defaults(), training.to_dict()  # to_dict masks token values
+    notes = notes or {}
+    out = []
     for name, value in final.items():
-        if value == defaults.get(name) and name not in (notes or {}):
+        if value == defaults.get(name) and name not in notes:
             continue
-        if notes and name in notes:
+        if name in notes:
             set_by = f"runner: {notes[name]}"
         elif parsed is not None and parsed.get(name) != value:
             set_by = "runner"
@@ -738,5 +742,5 @@ def training_overrides(
             set_by = "transformers (derived from other options)"
         else:
             set_by = sources[name]
-        out[name] = {"value": value, "transformers_default": defaults.get(name), "set_by": set_by}
+        out.append({"field": name, "value": value, "transformers_default": defaults.get(name), "set_by": set_by})
     return out

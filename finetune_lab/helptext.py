@@ -65,7 +65,7 @@ def shown_value(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, float):
-        if value and abs(value) < 1e-3:  # 1e-4, as people write learning rates, not 0.0001
+        if value and abs(value) < 1e-2:  # 1e-4, as people write learning rates, not 0.0001
             mantissa, exponent = f"{value:e}".split("e")
             return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
         return f"{value:g}"

@@ -197,7 +197,7 @@ def run_settings(args: Any, model: Any, data_report: Any, truncation: dict) -> d
     }
 
 
-def training_report(args: Any, training: Any) -> dict[str, dict[str, Any]]:
+def training_report(args: Any, training: Any) -> list[dict[str, Any]]:
     """Every TrainingArguments field the run does not leave at transformers' default, and who set it
     (see arguments.training_overrides)."""
     from finetune_lab.arguments import training_overrides
@@ -220,8 +220,8 @@ def settings_lines(config: dict[str, Any]) -> list[str]:
             value = ", ".join(value) or "nothing"
         lines.append(f"  {key:<28} {shown_value(value)}")
     by_source: dict[str, list[str]] = {}
-    for name, entry in config.get("training_overrides", {}).items():
-        by_source.setdefault(entry["set_by"], []).append(name)
+    for entry in config.get("training_overrides", []):
+        by_source.setdefault(entry["set_by"], []).append(entry["field"])
     if by_source:
         lines.append("  TrainingArguments not at transformers' defaults (values: results.json training_overrides):")
         for source, names in by_source.items():

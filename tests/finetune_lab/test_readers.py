@@ -266,3 +266,65 @@ def test_io_tags_without_b_labels_are_left_alone(tmp_path):
     data = load_files(ConllNer, f, ["O", "I-PER"])
     assert data.splits["train"]["tags"] == [["I-PER", "I-PER", "O"]]
     assert not data.report.repaired
+
+
+# --- issue 10: your own column names ---------------------------------------------------------------
+
+
+def test_own_text_and_label_columns(tmp_path):
+    f = write(tmp_path / "a.csv", "id,sentence,sentiment\n1,good film,positive\n2,bad film,negative\n")
+    rows = read_text_file(f, ("negative", "positive"), "sentence", label_column="sentiment")
+    assert rows == [{"text": "good film", "label": "positive"}, {"text": "bad film", "label": "negative"}]
+    j = write(tmp_path / "a.jsonl", '{"title": "Good", "body": "film", "stars": "positive"}\n')
+    rows = read_text_file(j, ("negative", "positive"), "title,body", label_column="stars", delimiter=". ")
+    assert rows == [{"text": "Good. film", "label": "positive"}]
+
+
+@pytest.mark.parametrize(
+    "name, content, columns, message",
+    [
+        ("a.csv", "sentence,label\nx,positive\n", ("text", "label"), r"a.csv: no column 'text' \(it has: sentence, "),
+        ("a.tsv", "text\tstars\nx\tpositive\n", ("text", "label"), r"a.tsv: no column 'label' \(it has: text, stars\)"),
+        ("a.csv", "text,label\n", ("text", "y"), r"a.csv: no column 'y' \(it has: text, label\)"),  # header only
+        ("a.jsonl", '{"text": "x", "stars": 1}\n', ("text", "label"), r"a.jsonl:1: no field 'label' \(it has: stars, "),
+        ("a.csv", "title,label\nx,positive\n", ("title,body", "label"), r"no column 'body' \(it has: title, label\)"),
+    ],
+)  # fmt: skip
+def test_a_missing_column_names_the_file_and_the_columns_it_has(tmp_path, name, content, columns, message):
+    f = write(tmp_path / name, content)
+    with pytest.raises(UsageError, match=message) as caught:
+        read_text_file(f, ("negative", "positive"), columns[0], label_column=columns[1])
+    assert "--text_column_name / --label_column_name" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_ner_json_lines_with_own_field_names(tmp_path):
+    f = write(tmp_path / "a.jsonl", json.dumps({"words": ["John", "runs"], "labels": ["B-PER", "O"]}) + "\n")
+    assert read_token_file(f, LABELS, tokens_column="words", tags_column="labels") == [
+        {"tokens": ["John", "runs"], "tags": ["B-PER", "O"]}
+    ]
+    with pytest.raises(UsageError, match=r"a.jsonl:1: no field 'tokens', 'ner_tags' \(it has: labels, words\)"):
+        read_token_file(f, LABELS)
+    conll = write(tmp_path / "a.txt", "John B-PER\n")
+    with pytest.raises(UsageError, match="a.txt: CoNLL columns have no names"):
+        read_token_file(conll, LABELS, tokens_column="words")
+
+
+def test_hub_sets_with_own_column_names(monkeypatch):
+    import datasets
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    from tasks.sentiment import MovieReviewSentiment
+
+    features = Features({"review": Value("string"), "stars": ClassLabel(names=["negative", "positive"])})
+    hub = DatasetDict({"train": Dataset.from_dict({"review": ["a", "b"], "stars": [0, 1]}, features=features)})
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: hub)
+    args = SimpleNamespace(
+        train_file=None, validation_file=None, test_file=None, dataset_name="x/y", dataset_config_name=None,
+        text_column_name="review", label_column_name="stars",
+    )  # fmt: skip
+    loaded = MovieReviewSentiment().load(args)
+    assert loaded.splits["train"].to_list() + loaded.splits["validation"].to_list() != []
+    assert sorted(all_labels(loaded)) == ["negative", "positive"]
+    args.label_column_name = None
+    with pytest.raises(UsageError, match=r"--dataset_name x/y \[train\]: no column 'label' \(it has: review, stars\)"):
+        MovieReviewSentiment().load(args)
