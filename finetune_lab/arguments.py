@@ -458,7 +458,7 @@ def check_checkpoint_folder(value: str) -> None:
 
 def resume_path(training: TrainingArguments) -> str | None:
     """The checkpoint folder --resume_from_checkpoint names; None for none, true or false."""
-    value = training.resume_from_checkpoint
+    value = getattr(training, "resume_from_checkpoint", None)  # a hand-built namespace may leave it out
     if value is None or value.strip().lower() in TRUE_WORDS + FALSE_WORDS:
         return None
     return value
