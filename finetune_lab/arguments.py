@@ -605,6 +605,8 @@ def follow_evaluation(values: dict[str, Any], explicit: Any) -> tuple[dict[str, 
 
     if values["do_eval"] is False and _strategy(values["eval_strategy"]) != "no":
         switch_off("eval_strategy", "no", "--do_eval false skips dev evaluation", "evaluates dev during training")
+    if values["do_eval"] is False:
+        switch_off("eval_on_start", False, "--do_eval false skips dev evaluation", "evaluates dev before training")
     strategy = _strategy(changes.get("eval_strategy", values["eval_strategy"]))
     if strategy == "no":
         reason = why.get("eval_strategy") or "--eval_strategy no evaluates dev only at the end"

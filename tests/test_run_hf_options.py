@@ -615,6 +615,7 @@ def test_every_training_argument_not_at_transformers_default_is_reported(env):
     is in results.json's training_overrides, with its value and who set it."""
     run_dir = env.root / "runs" / "overrides"
     argv = [*env.base(), "--output_dir", str(run_dir), *QUICK, "--hub_token", "hf_probe_hub_token_456"]
+    argv += ["--token", "hf_probe_model_token_789"]  # HF's --token: used for loading, written nowhere
     results = main(argv)
     ran = torch.load(run_dir / "training_args.bin", weights_only=False).to_dict()
     defaults = TrainingArguments().to_dict()
@@ -628,7 +629,8 @@ def test_every_training_argument_not_at_transformers_default_is_reported(env):
     assert reported["load_best_model_at_end"]["set_by"] == "project default"
     assert reported["run_name"]["set_by"] == "runner"
     assert reported["hub_token"]["set_by"].startswith("runner: moved to the HF_TOKEN environment variable")
-    assert "hf_probe_hub_token_456" not in (run_dir / "results.json").read_text()
+    written = "".join(p.read_text(errors="replace") for p in run_dir.rglob("*") if p.is_file())
+    assert "hf_probe_hub_token_456" not in written and "hf_probe_model_token_789" not in written
 
 
 def test_resume_from_checkpoint_path(env, capsys, monkeypatch):

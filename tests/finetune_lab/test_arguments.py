@@ -197,6 +197,7 @@ def test_do_eval_false_switches_off_the_defaults_that_need_evaluation_and_says_w
     [
         (["--do_eval", "false", "--eval_strategy", "epoch"], "--eval_strategy epoch evaluates dev during training"),
         (["--do_eval", "false", "--load_best_model_at_end", "true"], "--load_best_model_at_end true needs dev"),
+        (["--do_eval", "false", "--eval_on_start", "true"], "--eval_on_start true evaluates dev before training"),
         (["--eval_strategy", "no", "--early_stopping_patience", "3"], "--early_stopping_patience 3 needs dev"),
         (["--load_best_model_at_end", "false", "--early_stopping_patience", "2"], "false keeps the last model"),
         (["--do_train", "false", "--do_eval", "false", "--do_predict", "false"], "all false: nothing to do"),
