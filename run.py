@@ -95,7 +95,7 @@ def prepare(args: Any) -> Prepared:
     used = scored_splits(args, data)
     splits, notes = limit_samples(DatasetDict({s: data.splits[s] for s in used}), args.data)
     if training.do_predict and "test" not in data.splits:
-        notes.append("  test: none in this data (no --test_file): nothing scored at the end")
+        notes.append("  test: this data has no test split (--test_file): nothing scored at the end")
     notes += [f"  {split}: {why}" for split, why in skipped_splits(args).items()]
     with training.main_process_first(desc="tokenizing"):
         tokenized, truncation = tokenize_splits(task, splits, built.tokenizer, args.data)
@@ -197,9 +197,7 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
     wandb_logging.finish(wandb_run)
     main_metric = training.metric_for_best_model
     scored = [
-        f"{name} {main_metric} {shown(results[key].get(main_metric))}"
-        for name, key in (("dev", "dev"), ("test", "test"))
-        if results[key]
+        f"{split} {main_metric} {shown(results[split].get(main_metric))}" for split in ("dev", "test") if results[split]
     ]
     summary = f"{task.name}: " + (", ".join(scored) or "nothing scored (--do_eval false, --do_predict false)")
     print(f"\n{summary}; results in {run_dir / 'results.json'}")

@@ -314,6 +314,9 @@ def _passed_to_from_pretrained(env, request, extra, key, value):
 def probe_cache_dir(env, request):
     folder = str(env.root / "hub-cache")
     _passed_to_from_pretrained(env, request, ["--cache_dir", folder], "cache_dir", folder)
+    hub = request.getfixturevalue("hub")
+    _hub_rows(env, ["--cache_dir", folder])  # and to datasets.load_dataset, as HF's scripts do
+    assert hub.calls[-1][2] == {"cache_dir": folder}
 
 
 def probe_model_revision(env, request):
@@ -322,6 +325,9 @@ def probe_model_revision(env, request):
 
 def probe_token(env, request):
     _passed_to_from_pretrained(env, request, ["--token", "hf_probe_token_123"], "token", "hf_probe_token_123")
+    hub = request.getfixturevalue("hub")
+    _hub_rows(env, ["--token", "hf_probe_token_123"])
+    assert hub.calls[-1][2] == {"token": "hf_probe_token_123"}
 
 
 def probe_trust_remote_code(env, request):
