@@ -510,7 +510,10 @@ def check_data_options(data: DataArguments, explicit: Any) -> None:
     """Data options that would have no effect with the data source chosen are errors, not silently dropped."""
     files = [f"--{split}_file" for split in ("train", "validation", "test") if getattr(data, f"{split}_file")]
     if files and data.dataset_name:
-        raise UsageError(f"--dataset_name and {files[0]}: two data sources; give your files or a Hub data set")
+        if explicit("dataset_name"):
+            raise UsageError(f"--dataset_name and {files[0]}: two data sources; give your files or a Hub data set")
+        # a task's default Hub set gives way to your files (the data report names the files used)
+        data.dataset_name = data.dataset_config_name = None
     own_data = bool(files or data.dataset_name)
     for option in ("text_column_name", "label_column_name"):
         if getattr(data, option) and not own_data:

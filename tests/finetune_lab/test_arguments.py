@@ -266,3 +266,11 @@ def test_sources_say_where_each_value_came_from(tmp_path):
     assert args.sources["weight_decay"] == "project default"
     assert args.sources["adam_beta1"] == "default"
     assert args.explicit("seed") and args.explicit("num_train_epochs") and not args.explicit("learning_rate")
+
+
+def test_your_files_replace_a_tasks_default_hub_set(monkeypatch):
+    from tasks.sentiment import MovieReviewSentiment
+
+    monkeypatch.setattr(MovieReviewSentiment, "defaults", {**MovieReviewSentiment.defaults, "dataset_name": "x/y"})
+    assert parse_arguments(["--task", "sentiment"]).data.dataset_name == "x/y"
+    assert parse_arguments(["--task", "sentiment", "--train_file", "a.csv"]).data.dataset_name is None
