@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_arguments(argv)
     training = args.training
     if training.hub_token:
-        args.followed["hub_token"] = "moved to the HF_TOKEN environment variable, never written to run files"
+        args.runner_notes["hub_token"] = "moved to the HF_TOKEN environment variable, never written to run files"
     move_hub_token_to_environment(training)  # so it is never pickled into training_args.bin
     withhold(args.model.token)  # --token: redacted wherever its value would be written
     args.parsed_training = training.to_dict()  # what the options asked for, before the run fills in names

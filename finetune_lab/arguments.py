@@ -239,6 +239,8 @@ class ParsedArguments:
     hf: HfScriptArguments | None = None
     # training.to_dict() as parsed, before the run fills in output_dir and run_name (see run.py)
     parsed_training: dict[str, Any] | None = None
+    # TrainingArguments fields the runner handles itself (e.g. a --hub_token moved away): {field: how}
+    runner_notes: dict[str, str] = field(default_factory=dict)
 
     def explicit(self, option: str) -> bool:
         """Whether the user set `option` (command line or experiment file), not a default."""

@@ -194,6 +194,8 @@ def run_settings(args: Any, model: Any, data_report: Any, truncation: dict) -> d
         "train": bool(training.do_train),
         "scored": scored,
         "experiment_file": args.run.experiment,
+        # defaults that need dev evaluation, switched off with it: {option: why} (arguments.follow_evaluation)
+        **({"switched_off": dict(args.followed)} if getattr(args, "followed", None) else {}),
     }
 
 
@@ -202,9 +204,8 @@ def training_report(args: Any, training: Any) -> list[dict[str, Any]]:
     (see arguments.training_overrides)."""
     from finetune_lab.arguments import training_overrides
 
-    return training_overrides(
-        training, getattr(args, "sources", {}), getattr(args, "parsed_training", None), getattr(args, "followed", {})
-    )
+    notes = {**getattr(args, "followed", {}), **getattr(args, "runner_notes", {})}
+    return training_overrides(training, getattr(args, "sources", {}), getattr(args, "parsed_training", None), notes)
 
 
 def settings_lines(config: dict[str, Any]) -> list[str]:
@@ -214,7 +215,9 @@ def settings_lines(config: dict[str, Any]) -> list[str]:
     settings = config["settings"]
     lines = ["settings:"]
     for key, value in settings.items():
-        if isinstance(value, dict):
+        if key == "switched_off":
+            value = "; ".join(f"{k} ({why})" for k, why in value.items())
+        elif isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         elif isinstance(value, list):
             value = ", ".join(value) or "nothing"

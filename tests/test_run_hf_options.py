@@ -607,6 +607,7 @@ def test_do_eval_and_do_predict_false_score_nothing(env, capsys):
     assert results["settings"]["scored"] == [] and results["train"]["steps"] == 2
     printed = capsys.readouterr().out
     assert "nothing scored (--do_eval false, --do_predict false)" in printed
+    assert "switched_off                 eval_strategy (--do_eval false skips dev evaluation); " in printed
     assert "'eval_loss'" not in printed  # no evaluation ran, at any point
 
 
