@@ -714,9 +714,22 @@ _TRANSFORMERS_DEFAULTS: dict[str, Any] = {}
 
 
 def transformers_defaults() -> dict[str, Any]:
-    """TrainingArguments() as transformers builds it with no options (to_dict form), computed once."""
+    """TrainingArguments() as transformers builds it with no options (to_dict form), computed once.
+
+    Building one resets and re-initialises accelerate's process-wide state (TrainingArguments sets
+    up devices in __post_init__): under a launcher the other processes then took themselves for the
+    main one. So the state the run's own TrainingArguments set up is saved and put back.
+    """
     if not _TRANSFORMERS_DEFAULTS:
-        _TRANSFORMERS_DEFAULTS.update(TrainingArguments().to_dict())
+        from accelerate.state import AcceleratorState, PartialState
+
+        saved = [(state, dict(state._shared_state)) for state in (PartialState, AcceleratorState)]
+        try:
+            _TRANSFORMERS_DEFAULTS.update(TrainingArguments().to_dict())
+        finally:
+            for state, shared in saved:
+                state._shared_state.clear()
+                state._shared_state.update(shared)
     return _TRANSFORMERS_DEFAULTS
 
 

@@ -274,3 +274,18 @@ def test_your_files_replace_a_tasks_default_hub_set(monkeypatch):
     monkeypatch.setattr(MovieReviewSentiment, "defaults", {**MovieReviewSentiment.defaults, "dataset_name": "x/y"})
     assert parse_arguments(["--task", "sentiment"]).data.dataset_name == "x/y"
     assert parse_arguments(["--task", "sentiment", "--train_file", "a.csv"]).data.dataset_name is None
+
+
+def test_transformers_defaults_leave_accelerates_process_state_alone():
+    """Building TrainingArguments() resets accelerate's shared state; under a launcher the other
+    processes then took themselves for the main one (test_two_process_ddp_scores_every_example_once)."""
+    from accelerate.state import PartialState
+
+    import finetune_lab.arguments as arguments
+
+    training = parse_arguments(["--task", "sentiment"]).training
+    assert training.device.type in ("cpu", "cuda")  # sets the state up
+    before = dict(PartialState._shared_state)
+    arguments._TRANSFORMERS_DEFAULTS.clear()
+    assert arguments.transformers_defaults()["learning_rate"] == 5e-5
+    assert PartialState._shared_state == before
