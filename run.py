@@ -29,13 +29,17 @@ def main(argv: list[str] | None = None, callbacks: Sequence[Any] = ()) -> dict[s
     from transformers import set_seed
 
     from finetune_lab.arguments import parse_arguments
-    from finetune_lab.results import environment, move_hub_token_to_environment
+    from finetune_lab.results import environment, move_hub_token_to_environment, withhold
     from finetune_lab.rundir import RunFinished, claim_run_dir
 
     # 1. parse
     args = parse_arguments(argv)
     training = args.training
+    if training.hub_token:
+        args.runner_notes["hub_token"] = "moved to the HF_TOKEN environment variable, never written to run files"
     move_hub_token_to_environment(training)  # so it is never pickled into training_args.bin
+    withhold(args.model.token)  # --token: redacted wherever its value would be written
+    args.parsed_training = training.to_dict()  # what the options asked for, before the run fills in names
     code_state = environment()  # now, not at the end: the commit that is running, not a later one
     set_seed(training.seed)
     if THREADS_NOTE and training.process_index == 0:
@@ -58,39 +62,41 @@ def train_and_report(
     from finetune_lab.callbacks import EpochTimer
     from finetune_lab.hardware import peak_memory_mb
     from finetune_lab.metrics import chance_level_note, format_report
-    from finetune_lab.modeling import build_model, check_max_seq_length
+    from finetune_lab.preparation import prepare
     from finetune_lab.results import (
         redact,
         remove_stale_hf_files,
         run_config,
         run_results,
         save_hf_metrics,
+        settings_lines,
+        training_report,
         write_json,
         write_model_card,
         write_predictions,
     )
     from finetune_lab.rundir import resume_checkpoint, save_model_atomically
-    from finetune_lab.tokenization import limit_samples, tokenize_splits, truncation_lines
+    from finetune_lab.tokenization import truncation_lines
     from finetune_lab.trainer import build_trainer
 
     training = args.training
     main_process = training.process_index == 0
     upload_model = wandb_logging.model_upload(args.run.wandb_log_model, training.report_to)
 
-    # 2. build task: data from the embedded package, the Hub or local files; the label set it settles on
-    data = args.task.load(args.data)
-    task = args.task.with_labels(data.label_names)
-    # 3. build model (a from-scratch vocabulary comes from the whole training split), then tokenize
-    built = build_model(task, args.model, data.splits["train"])
-    check_max_seq_length(built, args.data.max_seq_length)
-    splits, notes = limit_samples(data.splits, args.data)
-    with training.main_process_first(desc="tokenizing"):
-        tokenized, truncation = tokenize_splits(task, splits, built.tokenizer, args.data)
+    # 2-3. data, model, tokenized splits
+    prepared = prepare(args)
+    task, built, tokenized = prepared.task, prepared.built, prepared.tokenized
+    report = prepared.data.report
+    config = redact(run_config(args, task, built, report, prepared.truncation))
     if main_process:
-        print("\n".join([*data.report.lines(), *notes, *truncation_lines(truncation, args.data.max_seq_length)]))
+        print(
+            "\n".join(
+                [*report.lines(), *prepared.notes, *truncation_lines(prepared.truncation, args.data.max_seq_length)]
+            )
+        )
+        print("\n".join(settings_lines(config)), flush=True)
 
     # 4. train
-    config = redact(run_config(args, task, built, data.report, truncation))
     wandb_run = None
     if main_process and "wandb" in training.report_to:
         wandb_run = wandb_logging.start_wandb(config, training.project, args.run.wandb_entity)
@@ -104,8 +110,8 @@ def train_and_report(
             built.tokenizer,
             training,
             args.data,
-            tokenized["train"],
-            tokenized["validation"],
+            tokenized.get("train"),
+            tokenized.get("validation"),  # None with --do_eval false: no dev evaluation at all
             callbacks=[timer, *wandb_logging.callbacks(wandb_run, config), *callbacks],
             early_stopping_patience=args.run.early_stopping_patience,
         )
@@ -117,9 +123,10 @@ def train_and_report(
         train_seconds = time.perf_counter() - started
         history = list(trainer.state.log_history)  # per-epoch dev scores, before the final evaluation
 
-        # 5. evaluate: dev with the best model, then test (into W&B's summary, not onto its curves)
+        # 5. evaluate: dev with the best model (unless --do_eval false), then test (unless --do_predict
+        # false), into W&B's summary, not onto its curves
         with wandb_logging.off_the_curves(trainer):
-            dev = trainer.evaluate()
+            dev = trainer.evaluate() if "validation" in tokenized else {}
             test_output = trainer.predict(tokenized["test"], metric_key_prefix="test") if "test" in tokenized else None
         test = test_output.metrics if test_output is not None else {}
 
@@ -143,13 +150,15 @@ def train_and_report(
         "loss": train_metrics.get("train_loss"),
         "peak_memory_mb": peak_memory_mb(),
     }
+    config["training_overrides"] = training_report(args, trainer.args)  # as Trainer ran it (report_to may shrink)
     results = redact(run_results(config, trainer, dev, test, train, history, code_state))
     # What HF users look for, before results.json (the run's full record, and its mark of being finished).
     remove_stale_hf_files(run_dir)
     save_hf_metrics(trainer, train_metrics, dev, test, config["data"]["used"])
     notes = []
     if test_output is not None:
-        notes = write_predictions(run_dir, task, splits["test"], test_output, built.tokenizer, args.data.max_seq_length)
+        test_rows = prepared.splits["test"]
+        notes = write_predictions(run_dir, task, test_rows, test_output, built.tokenizer, args.data.max_seq_length)
     if training.do_train:
         trainer.save_state()  # trainer_state.json: the log history, best checkpoint and metric
         write_model_card(trainer, config, results)
@@ -162,9 +171,10 @@ def train_and_report(
     write_json(run_dir / "results.json", results)
     wandb_logging.log_final(wandb_run, results, test_output, model_dir=run_dir if upload_model else None)
     wandb_logging.finish(wandb_run)
-    summary = f"{task.name}: dev {main_metric} {shown(results['dev'].get(main_metric))}"
-    if test:
-        summary += f", test {main_metric} {shown(results['test'].get(main_metric))}"
+    scored = [
+        f"{split} {main_metric} {shown(results[split].get(main_metric))}" for split in ("dev", "test") if results[split]
+    ]
+    summary = f"{task.name}: " + (", ".join(scored) or "nothing scored (--do_eval false, --do_predict false)")
     print(f"\n{summary}; results in {run_dir / 'results.json'}")
     if chance_note:
         print(f"warning: {chance_note}")

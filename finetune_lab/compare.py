@@ -52,13 +52,22 @@ EXPERIMENT_OPTIONS = (
     "options.data.train_file",
     "options.data.validation_file",
     "options.data.test_file",
-    "options.data.text_column",
+    "options.data.text_column_name",
+    "options.data.text_column_delimiter",
+    "options.data.label_column_name",
+    "options.data.train_split_name",
+    "options.data.validation_split_name",
+    "options.data.test_split_name",
     "options.data.labels",
     "options.data.max_seq_length",
     "options.data.label_all_tokens",
     "options.data.max_train_samples",
     "options.data.max_eval_samples",
-    "options.data.max_test_samples",
+    "options.data.max_predict_samples",
+    "options.data.shuffle_train_dataset",
+    "options.data.shuffle_seed",
+    "options.model.config_name",
+    "options.model.tokenizer_name",
     # How long training goes on.
     "options.run.early_stopping_patience",
     # The optimisation itself.
@@ -90,6 +99,10 @@ EXPERIMENT_OPTIONS = (
     "options.training.eval_strategy",
     "options.training.eval_steps",
 )
+ADDED_DEFAULTS = {
+    "options.data.text_column_delimiter": " ",
+    "options.data.shuffle_train_dataset": False,
+}
 # The hyperparameters a leaderboard shows: short column name -> dotted path in results.json.
 SHOWN = {
     "lr": "options.training.learning_rate",
@@ -151,6 +164,18 @@ def _canonical(value: Any) -> Any:
 def experiment_key(data: dict[str, Any]) -> str:
     """A run's EXPERIMENT_OPTIONS as canonical JSON: one hashable group key, alike from results.json and W&B."""
     options = {path: _canonical(_option(data, *path.split("."))) for path in EXPERIMENT_OPTIONS}
+    from finetune_lab.arguments import RENAMED
+
+    for old, new in RENAMED.items():  # runs saved before the HF names: their value under the new name
+        old_value = _canonical(_option(data, "options", "data", old))
+        if old_value is not None and options.get(f"options.data.{new}") is None:
+            options[f"options.data.{new}"] = old_value
+    # Options added later read as missing at their default, so older runs group with newer ones.
+    for path, default in ADDED_DEFAULTS.items():
+        if options.get(path) == default:
+            options[path] = None
+    if not options.get("options.data.shuffle_train_dataset"):
+        options["options.data.shuffle_seed"] = None  # the seed of a shuffle that did not happen
     return json.dumps(options, sort_keys=True, default=str)
 
 

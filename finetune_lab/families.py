@@ -34,11 +34,14 @@ from finetune_lab.metrics import binary_metrics, classification_metrics, entity_
 from finetune_lab.readers import (
     IOB1_REPAIR,
     DataReport,
+    join_text,
+    missing_columns,
     parse_score,
     read_text_file,
     read_token_file,
     resolve_label,
     rows_checksum,
+    text_columns,
     to_iob2,
 )
 
@@ -111,8 +114,11 @@ class Task:
         """The label set of the embedded data (a task whose labels come from its data overrides this)."""
         return self.label_names
 
-    def load(self, data_args: Any) -> LoadedData:
-        """Rows for each split from local files, the Hub, or the embedded default, in that order."""
+    def load(self, data_args: Any, hub_options: dict[str, Any] | None = None) -> LoadedData:
+        """Rows for each split from local files, the Hub, or the embedded default, in that order.
+
+        `hub_options` go to `datasets.load_dataset` (cache_dir, token), as HF's scripts pass them.
+        """
         report = DataReport()
         label_names = self.label_names
         files = {split: getattr(data_args, f"{split}_file") for split in SPLITS}
@@ -125,7 +131,7 @@ class Task:
             report.source = f"hub: {data_args.dataset_name}" + (
                 f" ({data_args.dataset_config_name})" if data_args.dataset_config_name else ""
             )
-            splits, label_names = self.load_hub(data_args, report)
+            splits, label_names = self.load_hub(data_args, report, hub_options or {})
         else:
             splits = self.load_embedded(report)
             label_names = self.embedded_label_names(splits)
@@ -155,22 +161,36 @@ class Task:
                         "or --dataset_name"
                     )
 
-    def load_hub(self, data_args: Any, report: DataReport) -> tuple[dict[str, list[dict]], tuple[str, ...]]:
+    def load_hub(
+        self, data_args: Any, report: DataReport, hub_options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, list[dict]], tuple[str, ...]]:
         from datasets import load_dataset
 
+        options = {k: v for k, v in (hub_options or {}).items() if v is not None}
         try:
-            hub = load_dataset(data_args.dataset_name, data_args.dataset_config_name)
+            hub = load_dataset(data_args.dataset_name, data_args.dataset_config_name, **options)
         except Exception as err:  # network, missing dataset, bad config: all user-fixable
             raise UsageError(
                 f"cannot load --dataset_name {data_args.dataset_name}: {type(err).__name__}: {err}"
             ) from None
-        if "train" not in hub:
-            raise UsageError(f"--dataset_name {data_args.dataset_name} has no 'train' split")
-        label_names = self.hub_label_names(hub["train"])
+        # --train_split_name etc. (HF's names): which of the set's splits plays which part.
+        names = {split: getattr(data_args, f"{split}_split_name", None) for split in SPLITS}
+        for split, name in names.items():
+            if name is not None and name not in hub:
+                raise UsageError(
+                    f"--{split}_split_name {name}: --dataset_name {data_args.dataset_name} has splits {list(hub)}"
+                )
+        names = {split: name or split for split, name in names.items()}
+        if names["train"] not in hub:
+            raise UsageError(
+                f"--dataset_name {data_args.dataset_name} has no '{names['train']}' split (it has {list(hub)}); "
+                "name the training split with --train_split_name"
+            )
+        label_names = self.hub_label_names(hub[names["train"]], data_args)
         splits = {
-            split: self.rows_from_hub(hub[split], split, data_args, report, label_names)
-            for split in SPLITS
-            if split in hub
+            split: self.rows_from_hub(hub[name], split, data_args, report, label_names)
+            for split, name in names.items()
+            if name in hub
         }
         if "validation" not in splits:
             held = Dataset.from_list(splits["train"]).train_test_split(
@@ -179,7 +199,7 @@ class Task:
             splits["train"], splits["validation"] = held["train"].to_list(), held["test"].to_list()
         return splits, label_names
 
-    def hub_label_names(self, train: Dataset) -> tuple[str, ...]:
+    def hub_label_names(self, train: Dataset, data_args: Any = None) -> tuple[str, ...]:
         """The label set for a Hub data set (a family may take it from the set's ClassLabel column)."""
         return self.label_names
 
@@ -193,7 +213,10 @@ class Task:
         raise NotImplementedError
 
     # --- model ------------------------------------------------------------------------------
-    def data_collator(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None):
+    def data_collator(
+        self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None, max_length: int | None = None
+    ):
+        """The batch collator; `max_length` pads every batch to it (--pad_to_max_length), else to its longest."""
         raise NotImplementedError
 
     def preprocess(self, batch: dict, tokenizer: PreTrainedTokenizerBase, data_args: Any) -> dict:
@@ -216,30 +239,39 @@ class TokenClassificationTask(Task):
         return row["tags"]
 
     def read_file(self, path: Path, data_args: Any, report: DataReport, split: str) -> list[dict]:
-        return read_token_file(path, self.label_names, report, split)
+        tokens_column, tags_column = token_columns(data_args)
+        return read_token_file(path, self.label_names, report, split, tokens_column, tags_column)
 
     def rows_from_hub(
         self, split: Dataset, name: str, data_args: Any, report: DataReport, label_names: Sequence[str]
     ) -> list[dict]:
-        tag_column = "ner_tags" if "ner_tags" in split.column_names else "tags"
-        if "tokens" not in split.column_names or tag_column not in split.column_names:
-            raise UsageError(f"--dataset_name {data_args.dataset_name}: expected columns 'tokens' and 'ner_tags'")
+        tokens_column, tag_column = token_columns(data_args)
+        tokens_column = tokens_column or "tokens"
+        tag_column = tag_column or ("ner_tags" if "ner_tags" in split.column_names else "tags")
+        if tokens_column not in split.column_names or tag_column not in split.column_names:
+            where = f"--dataset_name {data_args.dataset_name} [{name}]"
+            raise missing_columns(where, [tokens_column, tag_column], split.column_names)
         hub_names = getattr(split.features[tag_column].feature, "names", None)
         rows = []
         for index, row in enumerate(split):
             where = f"{data_args.dataset_name}[{name}][{index}]"
             tags = [hub_names[t] if hub_names else t for t in row[tag_column]]
-            if not row["tokens"]:
+            if not row[tokens_column]:
                 report.drop(name, "empty sentences")
                 continue
             iob2, changed = to_iob2([resolve_label(t, label_names, where) for t in tags], label_names)
             if changed:
                 report.repair(name, IOB1_REPAIR, changed)
-            rows.append({"tokens": row["tokens"], "tags": iob2})
+            rows.append({"tokens": row[tokens_column], "tags": iob2})
         return rows
 
-    def data_collator(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None):
-        return DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+    def data_collator(
+        self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None, max_length: int | None = None
+    ):
+        padding = "max_length" if max_length else True
+        return DataCollatorForTokenClassification(
+            tokenizer, padding=padding, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of
+        )
 
     def preprocess(self, batch: dict, tokenizer: PreTrainedTokenizerBase, data_args: Any) -> dict:
         return align_labels_to_words(
@@ -271,14 +303,30 @@ class TextClassificationTask(Task):
         return () if self.regression else (row["label"],)
 
     def read_file(self, path: Path, data_args: Any, report: DataReport, split: str) -> list[dict]:
-        text_column = data_args.text_column or "text"
-        return read_text_file(path, self.label_names, text_column, self.regression, report, split)
+        return read_text_file(
+            path,
+            self.label_names,
+            getattr(data_args, "text_column_name", None) or "text",
+            self.regression,
+            report,
+            split,
+            label_column=getattr(data_args, "label_column_name", None) or "label",
+            delimiter=getattr(data_args, "text_column_delimiter", " "),
+        )
 
     def label_value(self, value: Any, hub_names: Sequence[str] | None, label_names: Sequence[str], where: str) -> Any:
         return resolve_label(hub_names[value] if hub_names else value, label_names, where)
 
-    def hub_label_names(self, train: Dataset) -> tuple[str, ...]:
-        column = next((c for c in self.hub_label_columns if c in train.column_names), None)
+    def hub_label_column(self, dataset: Dataset, data_args: Any) -> str | None:
+        """--label_column_name, else the first of the family's usual names the set has."""
+        named = getattr(data_args, "label_column_name", None)
+        if named:
+            return named
+        return next((c for c in self.hub_label_columns if c in dataset.column_names), None)
+
+    def hub_label_names(self, train: Dataset, data_args: Any = None) -> tuple[str, ...]:
+        column = self.hub_label_column(train, data_args)
+        column = column if column in train.column_names else None
         hub_names = getattr(train.features[column], "names", None) if column else None
         if self.adopt_hub_label_names and hub_names and not self.user_labels:
             return tuple(hub_names)
@@ -287,13 +335,12 @@ class TextClassificationTask(Task):
     def rows_from_hub(
         self, split: Dataset, name: str, data_args: Any, report: DataReport, label_names: Sequence[str]
     ) -> list[dict]:
-        text_column = data_args.text_column or next((c for c in self.hub_text_columns if c in split.column_names), None)
-        label_column = next((c for c in self.hub_label_columns if c in split.column_names), None)
-        if text_column not in split.column_names or label_column is None:
-            raise UsageError(
-                f"--dataset_name {data_args.dataset_name}: expected a text column and one of "
-                f"{list(self.hub_label_columns)}, got {split.column_names}; name the text column with --text_column"
-            )
+        default = next((c for c in self.hub_text_columns if c in split.column_names), self.hub_text_columns[0])
+        columns = text_columns(getattr(data_args, "text_column_name", None), default)
+        label_column = self.hub_label_column(split, data_args) or self.hub_label_columns[0]
+        wanted = [*columns, label_column]
+        if any(c not in split.column_names for c in wanted):
+            raise missing_columns(f"--dataset_name {data_args.dataset_name} [{name}]", wanted, split.column_names)
         hub_names = getattr(split.features[label_column], "names", None)
         rows = []
         for index, row in enumerate(split):
@@ -301,15 +348,21 @@ class TextClassificationTask(Task):
             if value == -1:  # hidden test labels (e.g. GLUE): unusable for scoring
                 report.drop(name, "unlabelled rows")
                 continue
-            if not str(row[text_column] or "").strip():
+            text = join_text(row, columns, getattr(data_args, "text_column_delimiter", " "))
+            if not str(text or "").strip():
                 report.drop(name, "empty texts")
                 continue
             where = f"{data_args.dataset_name}[{name}][{index}]"
-            rows.append({"text": row[text_column], "label": self.label_value(value, hub_names, label_names, where)})
+            rows.append({"text": text, "label": self.label_value(value, hub_names, label_names, where)})
         return rows
 
-    def data_collator(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None):
-        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+    def data_collator(
+        self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None, max_length: int | None = None
+    ):
+        padding = "max_length" if max_length else True
+        return DataCollatorWithPadding(
+            tokenizer, padding=padding, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of
+        )
 
     def preprocess(self, batch: dict, tokenizer: PreTrainedTokenizerBase, data_args: Any) -> dict:
         return encode_texts(batch, tokenizer, self.label2id, data_args.max_seq_length)
@@ -334,7 +387,7 @@ class TextRegressionTask(TextClassificationTask):
     def model_config_overrides(self) -> dict[str, Any]:
         return {"problem_type": "regression"}
 
-    def hub_label_names(self, train: Dataset) -> tuple[str, ...]:
+    def hub_label_names(self, train: Dataset, data_args: Any = None) -> tuple[str, ...]:
         return self.label_names
 
     def label_value(self, value: Any, hub_names: Sequence[str] | None, label_names: Sequence[str], where: str) -> Any:
@@ -345,6 +398,14 @@ class TextRegressionTask(TextClassificationTask):
 
     def compute_metrics(self, eval_pred: EvalPrediction) -> dict[str, float]:
         return regression_eval_metrics(eval_pred)
+
+
+def token_columns(data_args: Any) -> tuple[str | None, str | None]:
+    """NER: the tokens and tags columns --text_column_name / --label_column_name name (None: the usual ones)."""
+    tokens, tags = getattr(data_args, "text_column_name", None), getattr(data_args, "label_column_name", None)
+    if tokens and "," in tokens:
+        raise UsageError(f"--text_column_name {tokens}: NER reads one column of tokens, not several")
+    return tokens, tags
 
 
 # --- preprocessing and metric adapters ---------------------------------------------------------

@@ -205,15 +205,16 @@ def label_texts(runs: Sequence[LoadedRun], texts: Sequence[str]) -> list[dict[st
 
 
 def _data_arguments(results: dict[str, Any]) -> Any:
-    from finetune_lab.arguments import DataArguments
+    from finetune_lab.arguments import RENAMED, DataArguments
 
     saved = (results.get("options") or {}).get("data") or {}
+    saved = {RENAMED.get(k, k): v for k, v in saved.items()}  # runs saved before the HF names
     known = {f.name for f in fields(DataArguments)}
     return DataArguments(**{k: v for k, v in saved.items() if k in known})
 
 
 def load_test_rows(run: LoadedRun) -> list[dict]:
-    """The test rows the run was scored on: same data source, same --max_test_samples."""
+    """The test rows the run was scored on: same data source, same --max_predict_samples."""
     from finetune_lab.tokenization import limit_samples
 
     data_args = _data_arguments(run.results)

@@ -128,10 +128,20 @@ def build_model(task: Any, model_args: Any, train: Dataset) -> BuiltModel:
         cache_dir=model_args.cache_dir,
         trust_remote_code=model_args.trust_remote_code,
     )
+    # HF's options, read with getattr: callers that build model_args by hand may leave them out.
+    token, config_name, tokenizer_name = (
+        getattr(model_args, k, None) for k in ("token", "config_name", "tokenizer_name")
+    )
+    if token:  # else huggingface_hub's own lookup: HF_TOKEN, `hf auth login`
+        common["token"] = token
+    # --config_name / --tokenizer_name: config or tokenizer from elsewhere than the weights.
+    config_source, tokenizer_source = config_name or source, tokenizer_name or source
+    loading = f"--tokenizer_name {tokenizer_source}" if tokenizer_name else f"--model_name_or_path {source}"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **common)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **common)
+        loading = f"--config_name {config_source}" if config_name else f"--model_name_or_path {source}"
         config = AutoConfig.from_pretrained(
-            source,
+            config_source,
             num_labels=len(task.label_names),
             id2label=dict(enumerate(task.label_names)),
             label2id=task.label2id,
@@ -141,10 +151,18 @@ def build_model(task: Any, model_args: Any, train: Dataset) -> BuiltModel:
         )
         # safetensors only: a pickled .bin checkpoint can run arbitrary code when loaded.
         attention = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
-        model = task.model_class.from_pretrained(source, config=config, use_safetensors=True, **attention, **common)
+        loading = f"--model_name_or_path {source}"
+        model = task.model_class.from_pretrained(
+            source,
+            config=config,
+            use_safetensors=True,
+            ignore_mismatched_sizes=bool(getattr(model_args, "ignore_mismatched_sizes", False)),
+            **attention,
+            **common,
+        )
     except OSError as err:
         # Only the task's own default falls back: a model the user named must load or fail loudly.
-        if task.scratch_fallback and source == task.defaults.get("model_name_or_path"):
+        if task.scratch_fallback and source == task.defaults.get("model_name_or_path") and config_source == source:
             print(
                 f"model: cannot load {source} ({type(err).__name__}; offline?); falling back to a small BERT "
                 "trained from scratch with a character vocabulary from the training data (--from_scratch skips "
@@ -153,8 +171,16 @@ def build_model(task: Any, model_args: Any, train: Dataset) -> BuiltModel:
                 flush=True,
             )
             return build_scratch_model(task, options, train)
-        hint = "" if Path(source).exists() else " (no network to the Hub? omit the option to use the embedded model)"
-        raise UsageError(f"cannot load --model_name_or_path {source}: {err}{hint}") from None
+        name = loading.split(" ", 1)[1]
+        hint = "" if Path(name).exists() else " (no network to the Hub? omit the option to use the embedded model)"
+        raise UsageError(f"cannot load {loading}: {err}{hint}") from None
+    except RuntimeError as err:
+        if "ignore_mismatched_sizes" not in str(err):
+            raise
+        raise UsageError(
+            f"--model_name_or_path {source}: its weights do not fit a {len(task.label_names)}-label "
+            f"'{task.name}' head (another label set?); pass --ignore_mismatched_sizes true to start that head anew"
+        ) from None
     if not tokenizer.is_fast:
         raise UsageError(f"{source}: a fast tokenizer is required (word alignment needs word_ids())")
     return BuiltModel(tokenizer, model, model_args.model_name_or_path or EMBEDDED_NAME)

@@ -202,12 +202,25 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
         yield lineno, row
 
 
-def read_delimited(path: Path, report: DataReport | None = None, split: str = "all") -> Iterator[tuple[int, dict]]:
+def missing_columns(where: str, wanted: Sequence[str], present: Sequence[str], kind: str = "column") -> UsageError:
+    """The one-line error for columns a file or data set lacks: which, what it has, the options that name them."""
+    missing = [c for c in dict.fromkeys(wanted) if c not in present]
+    shown = ", ".join(name if name.isprintable() else repr(name) for name in present) or "none"
+    names = ", ".join(repr(c) for c in missing)
+    return UsageError(
+        f"{where}: no {kind} {names} (it has: {shown}); name yours with --text_column_name / --label_column_name"
+    )
+
+
+def read_delimited(
+    path: Path, report: DataReport | None = None, split: str = "all", required: Sequence[str] = ()
+) -> Iterator[tuple[int, dict]]:
     """(line number, row) for a CSV (or, by suffix, TSV) file with a header row.
 
     Read as CSV: a quoted cell may span lines and keeps its newlines; the line number is the line
     the row starts on. A row of empty cells is skipped and counted in `report` as a blank row.
     Strict: text after a closing quote, or a quote still open at the end of the file, is an error.
+    A header without every `required` column is an error naming the file and the columns it has.
     """
     report = report if report is not None else DataReport()
     lines = [line for _, line in iter_lines(path, keepends=True)]  # decodes with line numbers first
@@ -218,6 +231,8 @@ def read_delimited(path: Path, report: DataReport | None = None, split: str = "a
     row_start = 1  # a quoted field may span lines: errors name the line its row starts on
     try:
         header = [name.strip() for name in next(reader)]
+        if any(c not in header for c in required):
+            raise missing_columns(str(path), required, header)
         names = ", ".join(name if name.isprintable() else repr(name) for name in header)
         row_start = reader.line_num + 1
         for row in reader:
@@ -237,20 +252,36 @@ def read_delimited(path: Path, report: DataReport | None = None, split: str = "a
 
 
 def read_token_file(
-    path: Path, label_names: Sequence[str], report: DataReport | None = None, split: str = "all"
+    path: Path,
+    label_names: Sequence[str],
+    report: DataReport | None = None,
+    split: str = "all",
+    tokens_column: str | None = None,
+    tags_column: str | None = None,
 ) -> list[dict]:
-    """Token-classification examples from CoNLL columns or JSON lines (`tokens`, `ner_tags`).
+    """Token-classification examples from CoNLL columns or JSON lines (`tokens`, `ner_tags` or `tags`).
 
-    IOB1 tags are converted to IOB2 and counted in `report` (see `to_iob2`).
+    `tokens_column` / `tags_column` name other JSON fields (--text_column_name, --label_column_name);
+    CoNLL columns have no names, so they are an error there. IOB1 tags are converted to IOB2 and
+    counted in `report` (see `to_iob2`).
     """
     report = report if report is not None else DataReport()
     if Path(path).suffix.lower() not in (".jsonl", ".json"):
+        if tokens_column or tags_column:
+            raise UsageError(
+                f"{path}: CoNLL columns have no names (token first, tag last); --text_column_name and "
+                "--label_column_name name fields of JSON-lines files"
+            )
         return read_conll(path, label_names, report, split)
     examples = []
     for lineno, row in read_jsonl(path):
-        tokens, tags = row.get("tokens"), row.get("ner_tags", row.get("tags"))
+        tags_name = tags_column or ("ner_tags" if "ner_tags" in row or "tags" not in row else "tags")
+        tokens_name = tokens_column or "tokens"
+        if tokens_name not in row or tags_name not in row:
+            raise missing_columns(f"{path}:{lineno}", [tokens_name, tags_name], sorted(row), "field")
+        tokens, tags = row[tokens_name], row[tags_name]
         if not isinstance(tokens, list) or not isinstance(tags, list):
-            raise UsageError(f"{path}:{lineno}: expected lists 'tokens' and 'ner_tags'")
+            raise UsageError(f"{path}:{lineno}: expected lists '{tokens_name}' and '{tags_name}'")
         if len(tokens) != len(tags):
             raise UsageError(f"{path}:{lineno}: {len(tokens)} tokens but {len(tags)} tags")
         if not tokens:
@@ -276,6 +307,22 @@ def parse_score(value: object, where: str) -> float:
     return score
 
 
+def text_columns(text_column: str | None, default: str = "text") -> list[str]:
+    """The column(s) --text_column_name names: 'title,body' is two, joined into one text."""
+    names = [c.strip() for c in (text_column or default).split(",")]
+    if not all(names):
+        raise UsageError(f"--text_column_name {text_column!r}: an empty column name; write e.g. title,body")
+    return names
+
+
+def join_text(row: dict, columns: Sequence[str], delimiter: str) -> object:
+    """One text from `columns` of `row`: the cell itself for one column, else the cells joined by `delimiter`."""
+    if len(columns) == 1:
+        return row[columns[0]]
+    cells = [row[c] for c in columns]
+    return delimiter.join(cells) if all(isinstance(c, str) for c in cells) else None
+
+
 def read_text_file(
     path: Path,
     label_names: Sequence[str],
@@ -283,22 +330,28 @@ def read_text_file(
     regression: bool = False,
     report: DataReport | None = None,
     split: str = "all",
+    label_column: str = "label",
+    delimiter: str = " ",
 ) -> list[dict]:
-    """Text-classification examples from CSV/TSV or JSON lines with `text` and `label`.
+    """Text-classification examples from CSV/TSV or JSON lines with a text and a label column.
 
-    With `regression`, labels are numbers (floats), not class names. Skipped rows are counted in `report`.
+    `text_column` may name several columns ('title,body'), joined with `delimiter`. With
+    `regression`, labels are numbers (floats), not class names. Skipped rows are counted in `report`.
     """
+    columns = text_columns(text_column)
+    wanted = [*columns, label_column]
     json_lines = Path(path).suffix.lower() in (".jsonl", ".json")
-    rows = read_jsonl(path) if json_lines else read_delimited(path, report, split)
+    rows = read_jsonl(path) if json_lines else read_delimited(path, report, split, required=wanted)
     examples = []
     for lineno, row in rows:
         where = f"{path}:{lineno}"
-        if text_column not in row or "label" not in row:
-            raise UsageError(f"{where}: expected fields '{text_column}' and 'label', got {sorted(row)}")
-        text = row[text_column]
+        if any(c not in row for c in wanted):
+            raise missing_columns(where, wanted, sorted(row), "field")
+        text = join_text(row, columns, delimiter)
         if not isinstance(text, str) or not text.strip():
             raise UsageError(f"{where}: empty text; remove the row or fill it in")
-        label = parse_score(row["label"], where) if regression else resolve_label(row["label"], label_names, where)
+        value = row[label_column]
+        label = parse_score(value, where) if regression else resolve_label(value, label_names, where)
         examples.append({"text": text, "label": label})
     if not examples:
         raise UsageError(f"{path}: no examples found")

@@ -11,6 +11,7 @@ import platform
 import re
 import secrets
 import subprocess
+import textwrap
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,12 @@ def move_hub_token_to_environment(training: Any) -> None:
         training.hub_token = None
 
 
+def withhold(secret: str | None) -> None:
+    """Treat `secret` (e.g. --token) as a secret value: redact() replaces it wherever it appears."""
+    if secret and len(secret) >= 8:
+        _withheld.add(secret)
+
+
 def git_state(cwd: Path | None = None) -> dict[str, Any]:
     """Commit and dirtiness of the code that ran (None when not in a git checkout)."""
     cwd = cwd or Path(__file__).resolve().parent.parent
@@ -196,6 +203,75 @@ def environment() -> dict[str, Any]:
         "packages": versions,
         "git": git_state(),
     }
+
+
+def effective_batch(training: Any) -> int:
+    """Examples per optimizer step: per-device batch x gradient accumulation x processes."""
+    return training.per_device_train_batch_size * training.gradient_accumulation_steps * training.world_size
+
+
+def run_settings(args: Any, model: Any, data_report: Any, truncation: dict) -> dict[str, Any]:
+    """The resolved key settings of a run: what it prints at the start, stores and sends to W&B.
+
+    Sizes are after --max_*_samples (what is really trained and scored); a split not scored is absent.
+    """
+    training = args.training
+    length = {"max_steps": training.max_steps} if training.max_steps > 0 else {}
+    scored = [name for name, on in (("dev", training.do_eval), ("test", training.do_predict)) if on]
+    return {
+        "task": args.run.task,
+        "model": model.description,
+        "data": data_report.source,
+        "examples": {split: counts["examples"] for split, counts in truncation.items()},
+        "learning_rate": training.learning_rate,
+        "num_train_epochs": training.num_train_epochs,
+        **length,
+        "per_device_train_batch_size": training.per_device_train_batch_size,
+        "effective_batch_size": effective_batch(training),
+        "max_seq_length": args.data.max_seq_length,
+        "precision": precision_name(training.bf16, training.fp16),
+        "seed": training.seed,
+        "train": bool(training.do_train),
+        "scored": scored,
+        "experiment_file": args.run.experiment,
+        # defaults that need dev evaluation, switched off with it: {option: why} (arguments.follow_evaluation)
+        **({"switched_off": dict(args.followed)} if getattr(args, "followed", None) else {}),
+    }
+
+
+def training_report(args: Any, training: Any) -> list[dict[str, Any]]:
+    """Every TrainingArguments field the run does not leave at transformers' default, and who set it
+    (see arguments.training_overrides)."""
+    from finetune_lab.arguments import training_overrides
+
+    notes = {**getattr(args, "followed", {}), **getattr(args, "runner_notes", {})}
+    return training_overrides(training, getattr(args, "sources", {}), getattr(args, "parsed_training", None), notes)
+
+
+def settings_lines(config: dict[str, Any]) -> list[str]:
+    """The settings block printed at the start of a run, and who set the TrainingArguments it changes."""
+    from finetune_lab.helptext import shown_value
+
+    settings = config["settings"]
+    lines = ["settings:"]
+    for key, value in settings.items():
+        if key == "switched_off":
+            value = "; ".join(f"{k} ({why})" for k, why in value.items())
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(value) or "nothing"
+        lines.append(f"  {key:<28} {shown_value(value)}")
+    by_source: dict[str, list[str]] = {}
+    for entry in config.get("training_overrides", []):
+        by_source.setdefault(entry["set_by"], []).append(entry["field"])
+    if by_source:
+        lines.append("  TrainingArguments not at transformers' defaults (values: results.json training_overrides):")
+        for source, names in by_source.items():
+            lines += textwrap.wrap(
+                f"{source}: {', '.join(names)}", 110, initial_indent="    ", subsequent_indent="      "
+            )
+    return lines
 
 
 def run_config(args: Any, task: Any, model: Any, data_report: Any, truncation: dict) -> dict[str, Any]:
@@ -233,6 +309,7 @@ def run_config(args: Any, task: Any, model: Any, data_report: Any, truncation: d
         "data_source": source,  # short; data.source says it in full
         "notes": args.run.notes,
         "labels": list(task.label_names),
+        "settings": run_settings(args, model, data_report, truncation),
         "options": {
             "run": dataclasses.asdict(args.run),
             "model": dataclasses.asdict(args.model),
@@ -240,6 +317,7 @@ def run_config(args: Any, task: Any, model: Any, data_report: Any, truncation: d
             "task": dataclasses.asdict(args.task_options) if args.task_options is not None else {},
             "training": training.to_dict(),
         },
+        "training_overrides": training_report(args, training),
         # kept: examples loaded per split; used: after --max_*_samples (what was trained and scored on)
         "data": {
             **data_report.to_dict(),

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from finetune_lab.arguments import resume_path
 from finetune_lab.errors import UsageError
 from finetune_lab.modeling import model_label
 from finetune_lab.results import atomic_write_text, honour_umask
@@ -281,15 +282,36 @@ def checkpoint_problem(folder: Path) -> str | None:
     return None
 
 
+def asked_checkpoint(folder: str, main_process: bool) -> str:
+    """--resume_from_checkpoint PATH: that folder, its files checked against their checksums if it has a marker."""
+    path = Path(folder)
+    if (path / COMPLETE_MARKER).exists():
+        problem = checkpoint_problem(path)
+        if problem is not None:
+            raise UsageError(
+                f"--resume_from_checkpoint {folder}: {problem}; give another checkpoint, or true for the newest "
+                "complete one in --output_dir"
+            )
+    elif main_process:
+        print(f"resume: {folder} has no {COMPLETE_MARKER} marker (saved elsewhere, or cut short): files not verified")
+    if main_process:
+        print(f"resume: continuing from {folder}")
+    return folder
+
+
 def resume_checkpoint(args: Any, run_dir: Path) -> str | None:
-    """With --resume: the newest complete checkpoint whose files match their checksums, else None.
+    """With --resume or --resume_from_checkpoint true: the newest complete checkpoint whose files match
+    their checksums, else None; with --resume_from_checkpoint PATH: that checkpoint (see asked_checkpoint).
 
     Half-written checkpoints (no marker) and damaged ones are removed, each said with its reason.
     The main process decides; every process gets its answer.
     """
+    training = args.training
+    asked = resume_path(training) if args.run.resume else None
+    if asked is not None:  # every process checks the same files, so all stop alike on a damaged one
+        return asked_checkpoint(asked, training.process_index == 0)
     if not args.run.resume or not run_dir.is_dir():
         return None
-    training = args.training
     last = None
     if training.process_index == 0:
         complete = complete_checkpoints(run_dir)

@@ -18,17 +18,24 @@ from transformers import PreTrainedTokenizerBase
 CACHE_FORMAT = 1
 CACHE_ENV = "FINETUNE_LAB_CACHE"
 
-SAMPLE_LIMITS = {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_test_samples"}
+SAMPLE_LIMITS = {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_predict_samples"}
 
 
 def limit_samples(splits: DatasetDict, data_args: Any) -> tuple[DatasetDict, list[str]]:
-    """The first N examples of each split the user limited (a new DatasetDict), and a note for each."""
+    """The first N examples of each split the user limited (a new DatasetDict), and a note for each.
+
+    With --shuffle_train_dataset the training split is shuffled first (seed --shuffle_seed), as in
+    HF's run_classification.py, so --max_train_samples takes a random subset.
+    """
     limited, notes = DatasetDict(splits), []
+    if getattr(data_args, "shuffle_train_dataset", False) and "train" in splits:
+        limited["train"] = splits["train"].shuffle(seed=data_args.shuffle_seed)
+        notes.append(f"  train: shuffled, seed {data_args.shuffle_seed} (--shuffle_train_dataset)")
     for split, option in SAMPLE_LIMITS.items():
         limit = getattr(data_args, option)
         if limit is not None and split in splits and limit < len(splits[split]):
             notes.append(f"  {split}: using the first {limit} of {len(splits[split])} examples (--{option})")
-            limited[split] = splits[split].select(range(limit))
+            limited[split] = limited[split].select(range(limit))
     return limited, notes
 
 
@@ -77,7 +84,6 @@ def tokenized_cache_key(task: Any, splits: DatasetDict, tokenizer: PreTrainedTok
         "tokenizer": [type(tokenizer).__name__, _tokenizer_digest(backend)],
         "max_seq_length": data_args.max_seq_length,
         "label_all_tokens": getattr(data_args, "label_all_tokens", False),
-        "text_column": getattr(data_args, "text_column", None),
         "code": [
             _file_digest(inspect.getsourcefile(type(task))),
             _file_digest(str(Path(__file__).with_name("families.py"))),
@@ -105,7 +111,8 @@ def tokenize_splits(
     key = tokenized_cache_key(task, splits, tokenizer, data_args) if root is not None else None
     folder = root / f"{task.name}-{key}" if root is not None else None
     files = {split: folder / f"{split}.arrow" for split in splits} if folder is not None else {}
-    if files and all(path.exists() for path in files.values()):
+    overwrite = getattr(data_args, "overwrite_cache", False)  # --overwrite_cache: tokenize anew, replace the files
+    if files and not overwrite and all(path.exists() for path in files.values()):
         tokenized = DatasetDict({split: Dataset.from_file(str(path)) for split, path in files.items()})
     else:
         if folder is not None:
@@ -120,6 +127,7 @@ def tokenize_splits(
                     num_proc=data_args.preprocessing_num_workers,
                     desc=f"tokenizing {split}",
                     cache_file_name=str(files[split]) if files else None,
+                    load_from_cache_file=not overwrite,
                     # Our key already covers function and inputs: spare datasets hashing the tokenizer (~2 s).
                     new_fingerprint=f"{key}{split}" if key else None,
                 )
@@ -132,7 +140,8 @@ def tokenize_splits(
         if "words_lost" in dataset.column_names:
             counts["words_lost"] = _column_sum(dataset, "words_lost")
         truncation[split] = counts
-    accounting = [c for c in ("truncated", "words_lost") if c in tokenized["train"].column_names]
+    columns = next(iter(tokenized.values())).column_names if tokenized else []  # alike in every split
+    accounting = [c for c in ("truncated", "words_lost") if c in columns]
     return tokenized.remove_columns(accounting), truncation
 
 

@@ -49,7 +49,12 @@ def build_trainer(
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        data_collator=task.data_collator(tokenizer, data_args.pad_to_multiple_of),
+        data_collator=task.data_collator(
+            tokenizer,
+            data_args.pad_to_multiple_of,
+            # --pad_to_max_length (HF's option): every batch as long as --max_seq_length
+            data_args.max_seq_length if getattr(data_args, "pad_to_max_length", False) else None,
+        ),
         compute_metrics=task.compute_metrics,
         callbacks=[*standard, *callbacks],
     )

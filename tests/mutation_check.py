@@ -23,6 +23,8 @@ SEARCH = "tests/test_search.py::"
 WL = "tests/finetune_lab/test_wandb_logging.py::"
 COMPARE = "tests/finetune_lab/test_compare.py::"
 BENCH = "tests/benchmarks/test_bench_progress.py::"
+HFO = "tests/test_run_hf_options.py::"
+HF_PROBE = HFO + "test_hf_script_option_is_honoured_or_rejected"
 MUTANTS = [
     (
         "search objective scores the test split",
@@ -236,8 +238,8 @@ MUTANTS = [
     (
         "pickled weights allowed",
         "finetune_lab/modeling.py",
-        "use_safetensors=True, **attention",
-        "use_safetensors=None, **attention",
+        "            use_safetensors=True,\n            ignore_mismatched_sizes",
+        "            use_safetensors=None,\n            ignore_mismatched_sizes",
         [REL + "test_trust_remote_code_is_off_and_pickled_weights_are_refused"],
     ),
     # issue 11, run folder and secrets
@@ -416,6 +418,62 @@ MUTANTS = [
         "    text = json.dumps(finite(data)[0], indent=2, sort_keys=False, default=str, allow_nan=False)",
         "    text = json.dumps(data, indent=2, sort_keys=False, default=str)",
         [RESULTS + "test_write_json_never_writes_nan"],
+    ),
+    (
+        "hf-options: --resume_from_checkpoint PATH ignored",
+        "finetune_lab/rundir.py",
+        "    asked = resume_path(training) if args.run.resume else None\n",
+        "    asked = None\n",
+        [HFO + "test_resume_from_checkpoint_path", HF_PROBE + "[resume_from_checkpoint]"],
+    ),
+    (
+        "hf-options: --do_eval false still scores dev",
+        "finetune_lab/preparation.py",
+        '    if training.do_eval:\n        splits.append("validation")',
+        '    if True:\n        splits.append("validation")',
+        [HFO + "test_do_eval_and_do_predict_false_score_nothing"],
+    ),
+    (
+        "hf-options: --label_column_name dropped for files",
+        "finetune_lab/families.py",
+        '            label_column=getattr(data_args, "label_column_name", None) or "label",',
+        '            label_column="label",',
+        [HF_PROBE + "[label_column_name]"],
+    ),
+    (
+        "hf-options: --pad_to_max_length dropped",
+        "finetune_lab/trainer.py",
+        '            data_args.max_seq_length if getattr(data_args, "pad_to_max_length", False) else None,',
+        "            None,",
+        [HF_PROBE + "[pad_to_max_length]"],
+    ),
+    (
+        "hf-options: what the runner changes is not reported as the runner's",
+        "finetune_lab/arguments.py",
+        '        elif parsed is not None and parsed.get(name) != value:\n            set_by = "runner"',
+        '        elif False:\n            set_by = "runner"',
+        [HFO + "test_every_training_argument_not_at_transformers_default_is_reported"],
+    ),
+    (
+        "hf-options: project defaults left out of the overrides report",
+        "finetune_lab/arguments.py",
+        "        if value == defaults.get(name) and name not in notes:\n            continue",
+        '        if value == defaults.get(name) or sources.get(name) == "project default":\n            continue',
+        [HFO + "test_every_training_argument_not_at_transformers_default_is_reported"],
+    ),
+    (
+        "hf-options: an unsupported HF option is ignored",
+        "finetune_lab/arguments.py",
+        "        if getattr(hf, name) is not None:\n",
+        "        if False:\n",
+        [HF_PROBE + "[task_name]", HF_PROBE + "[metric_name]"],
+    ),
+    (
+        "hf-options: --help is argparse's 700 lines",
+        "finetune_lab/arguments.py",
+        '    if any(a in ("-h", "--help") for a in argv):\n',
+        "    if False:\n",
+        ["tests/test_run.py::test_help_is_one_screen_with_the_tasks_and_their_defaults"],
     ),
     (
         "undefined scores without a reason",

@@ -114,13 +114,13 @@ def test_ner_end_to_end(tiny_model_dir, tmp_path):
     assert run["summary"]["data/train/examples"] == 240
 
 
-def test_sentiment_end_to_end(tiny_model_dir, tmp_path):
+def test_sentiment_end_to_end(tiny_model_dir, tmp_path, capsys):
     saved_umask = os.umask(0o027)  # a group-readable run folder: every file it writes is rw-r-----
     try:
         results = run_sentiment(tiny_model_dir)
     finally:
         os.umask(saved_umask)
-    check_sentiment_run(results, tmp_path)
+    check_sentiment_run(results, tmp_path, capsys)
 
 
 def run_sentiment(tiny_model_dir):
@@ -145,9 +145,23 @@ def run_sentiment(tiny_model_dir):
     )
 
 
-def check_sentiment_run(results, tmp_path):
+def check_sentiment_run(results, tmp_path, capsys):
     saved = json.loads(Path("runs/s1/results.json").read_text())
     assert results["test"] == saved["test"] and saved["test"]["examples"] == 64
+    # the resolved settings: printed before training starts, stored in results.json (and W&B config)
+    settings = saved["settings"]
+    assert settings["examples"] == {"train": 400, "validation": 80, "test": 64}  # after the limits
+    assert (settings["learning_rate"], settings["num_train_epochs"], settings["per_device_train_batch_size"]) == (
+        5e-3,
+        2,
+        16,
+    )
+    assert (settings["max_seq_length"], settings["seed"], settings["task"]) == (128, 42, "sentiment")
+    assert settings["data"].startswith("embedded movie-review sentences") and settings["experiment_file"] is None
+    printed = capsys.readouterr().out
+    block = printed[printed.index("settings:") : printed.index("'train_runtime'")]
+    assert "  examples                     train 400, validation 80, test 64" in block
+    assert "  learning_rate                5e-3" in block and "'loss'" not in printed[: printed.index("settings:")]
     assert set(saved["test"]) >= {
         "accuracy",
         "macro_f1",
@@ -280,10 +294,20 @@ def test_cli_errors_exit_2_with_one_readable_line(run_cli, tmp_path, make_args, 
     assert done.stderr.strip().count("\n") == 0, done.stderr  # one line
 
 
-def test_help_lists_the_tasks(run_cli):
+def test_help_is_one_screen_with_the_tasks_and_their_defaults(run_cli):
     done = run_cli("--help")
     assert done.returncode == 0
-    assert "ner " in done.stdout and "sentiment " in done.stdout and "--max_train_samples" in done.stdout
+    lines = done.stdout.splitlines()
+    assert len(lines) <= 80
+    task_lines = [i for i, line in enumerate(lines) if line.startswith("  ner ")]
+    assert task_lines and "learning_rate 1e-4" in lines[task_lines[0] + 1]  # ner's own default, right below it
+    assert task_lines[0] < next(i for i, line in enumerate(lines) if line.startswith("  --"))  # tasks first
+    for option in ("--max_train_samples", "--text_column_name", "--do_eval", "--resume_from_checkpoint"):
+        assert f"  {option} " in done.stdout
+    assert "--adam_beta1" not in done.stdout and "run.py --help-all" in done.stdout
+    everything = run_cli("--help-all")
+    assert everything.returncode == 0 and "--adam_beta1" in everything.stdout and "--task_name" in everything.stdout
+    assert len(everything.stdout.splitlines()) > 300
 
 
 def test_two_process_ddp_scores_every_example_once(run_cli, tiny_model_dir, tmp_path):

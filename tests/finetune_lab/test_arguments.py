@@ -153,3 +153,139 @@ def test_an_existing_local_model_folder_and_hub_ids_pass(tmp_path):
     assert parse_arguments(["--task", "sentiment", "--model_name_or_path", str(tmp_path / "model")])
     assert parse_arguments(["--task", "sentiment", "--model_name_or_path", "hfl/rbt3"])  # a Hub id: checked on load
     assert parse_arguments(["--task", "sentiment", "--model_name_or_path", "bert-base-uncased"])
+
+
+# --- issue 10: HF's option names, evaluation switches, resume -----------------------------------
+
+
+def test_hf_spellings_and_old_spellings_are_one_option(tmp_path):
+    for spelling in ("--text_column_name", "--text_column", "--text_column_names"):
+        args = parse_arguments(["--task", "sentiment", "--train_file", "a.csv", spelling, "body"])
+        assert args.data.text_column_name == "body"
+    for spelling in ("--max_predict_samples", "--max_test_samples"):
+        assert parse_arguments(["--task", "ner", spelling, "7"]).data.max_predict_samples == 7
+    assert parse_arguments(["--task", "ner", "--model_revision", "v2"]).model.revision == "v2"
+    exp = tmp_path / "e.yaml"
+    exp.write_text("task: ner\nmax_test_samples: 9\n")  # experiment files written before the rename
+    assert parse_arguments(["--experiment", str(exp)]).data.max_predict_samples == 9
+    exp.write_text("task: ner\nmax_test_samples: 9\nmax_predict_samples: 8\n")
+    with pytest.raises(UsageError, match="max_test_samples and max_predict_samples are one option"):
+        parse_arguments(["--experiment", str(exp)])
+
+
+def test_plain_run_scores_dev_every_epoch_and_test_at_the_end():
+    t = parse_arguments(["--task", "sentiment"]).training
+    assert (t.do_train, t.do_eval, t.do_predict) == (True, True, True)
+    assert t.eval_strategy == "epoch" and t.load_best_model_at_end
+
+
+def test_do_eval_false_switches_off_the_defaults_that_need_evaluation_and_says_why():
+    args = parse_arguments(["--task", "sentiment", "--do_eval", "false"])
+    t = args.training
+    assert (t.do_eval, t.eval_strategy, t.load_best_model_at_end) == (False, "no", False)
+    assert args.run.early_stopping_patience == 0
+    assert set(args.followed) == {"eval_strategy", "load_best_model_at_end", "early_stopping_patience"}
+    assert args.sources["eval_strategy"] == "follows: --do_eval false skips dev evaluation"
+    # --eval_strategy no keeps the evaluation at the end, so do_eval stays on
+    args = parse_arguments(["--task", "sentiment", "--eval_strategy", "no"])
+    assert args.training.do_eval and not args.training.load_best_model_at_end
+    assert args.run.early_stopping_patience == 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--do_eval", "false", "--eval_strategy", "epoch"], "--eval_strategy epoch evaluates dev during training"),
+        (["--do_eval", "false", "--load_best_model_at_end", "true"], "--load_best_model_at_end true needs dev"),
+        (["--do_eval", "false", "--eval_on_start", "true"], "--eval_on_start true evaluates dev before training"),
+        (["--eval_strategy", "no", "--early_stopping_patience", "3"], "--early_stopping_patience 3 needs dev"),
+        (["--load_best_model_at_end", "false", "--early_stopping_patience", "2"], "false keeps the last model"),
+        (["--do_train", "false", "--do_eval", "false", "--do_predict", "false"], "all false: nothing to do"),
+    ],
+)  # fmt: skip
+def test_a_combination_that_cannot_work_is_an_error_not_a_silent_change(argv, message):
+    with pytest.raises(UsageError, match=message):
+        parse_arguments(["--task", "sentiment", *argv])
+
+
+def test_an_experiment_file_setting_is_explicit_too(tmp_path):
+    exp = tmp_path / "e.yaml"
+    exp.write_text("task: sentiment\nload_best_model_at_end: true\n")
+    with pytest.raises(UsageError, match="--load_best_model_at_end true needs"):
+        parse_arguments(["--experiment", str(exp), "--do_eval", "false"])
+
+
+def test_resume_from_checkpoint(tmp_path):
+    from finetune_lab.arguments import CHECKPOINT_FILES
+
+    for word in ("true", "True"):
+        args = parse_arguments(["--task", "sentiment", "--resume_from_checkpoint", word])
+        assert args.run.resume and args.sources["resume"] == "follows: --resume_from_checkpoint"
+    assert not parse_arguments(["--task", "sentiment", "--resume_from_checkpoint", "false"]).run.resume
+    folder = tmp_path / "checkpoint-6"
+    folder.mkdir()
+    with pytest.raises(UsageError, match=r"checkpoint-6: not a checkpoint \(no trainer_state.json, model.safetensors"):
+        parse_arguments(["--task", "sentiment", "--resume_from_checkpoint", str(folder)])
+    for name in CHECKPOINT_FILES:
+        (folder / name).write_text("{}")
+    assert parse_arguments(["--task", "sentiment", "--resume_from_checkpoint", str(folder)]).run.resume
+    with pytest.raises(UsageError, match="no such folder; give a checkpoint-N folder of a run, or true"):
+        parse_arguments(["--task", "sentiment", "--resume_from_checkpoint", str(tmp_path / "nope")])
+    with pytest.raises(UsageError, match="nothing is trained with --do_train false"):
+        parse_arguments(["--task", "sentiment", "--resume_from_checkpoint", str(folder), "--do_train", "false"])
+    with pytest.raises(UsageError, match="--resume true contradicts --resume_from_checkpoint false"):
+        parse_arguments(["--task", "sentiment", "--resume", "--resume_from_checkpoint", "false"])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--text_column_name", "body"], "--text_column_name body: names a column of your data"),
+        (["--label_column_name", "y"], "--label_column_name y: names a column of your data"),
+        (["--train_split_name", "tr"], "--train_split_name tr: names a split of a Hub data set"),
+        (["--dataset_name", "x/y", "--train_file", "a.csv"], "--dataset_name and --train_file: two data sources"),
+        (["--train_file", "a.csv", "--text_column_delimiter", "|"], "--text_column_delimiter joins the columns"),
+        (["--shuffle_seed", "3"], "--shuffle_seed is the seed of --shuffle_train_dataset"),
+        (["--task_name", "ner"], "--task_name is not taken by run.py: use --task"),
+        (["--use_fast_tokenizer", "false"], "--use_fast_tokenizer false: a fast tokenizer is required"),
+        (["--config_name", "./no/config"], "--config_name ./no/config: no such folder"),
+    ],
+)
+def test_options_that_would_do_nothing_are_errors(argv, message):
+    with pytest.raises(UsageError, match=message):
+        parse_arguments(["--task", "sentiment", *argv])
+
+
+def test_sources_say_where_each_value_came_from(tmp_path):
+    exp = tmp_path / "e.yaml"
+    exp.write_text("task: ner\nnum_train_epochs: 5\n")
+    args = parse_arguments(["--experiment", str(exp), "--seed", "3", "--max-train-samples", "8"])
+    assert args.sources["learning_rate"] == "task default (ner)"
+    assert args.sources["num_train_epochs"] == f"experiment {exp}"
+    assert args.sources["seed"] == args.sources["max_train_samples"] == "command line"
+    assert args.sources["weight_decay"] == "project default"
+    assert args.sources["adam_beta1"] == "default"
+    assert args.explicit("seed") and args.explicit("num_train_epochs") and not args.explicit("learning_rate")
+
+
+def test_your_files_replace_a_tasks_default_hub_set(monkeypatch):
+    from tasks.sentiment import MovieReviewSentiment
+
+    monkeypatch.setattr(MovieReviewSentiment, "defaults", {**MovieReviewSentiment.defaults, "dataset_name": "x/y"})
+    assert parse_arguments(["--task", "sentiment"]).data.dataset_name == "x/y"
+    assert parse_arguments(["--task", "sentiment", "--train_file", "a.csv"]).data.dataset_name is None
+
+
+def test_transformers_defaults_leave_accelerates_process_state_alone():
+    """Building TrainingArguments() resets accelerate's shared state; under a launcher the other
+    processes then took themselves for the main one (test_two_process_ddp_scores_every_example_once)."""
+    from accelerate.state import PartialState
+
+    import finetune_lab.arguments as arguments
+
+    training = parse_arguments(["--task", "sentiment"]).training
+    assert training.device.type in ("cpu", "cuda")  # sets the state up
+    before = dict(PartialState._shared_state)
+    arguments._TRANSFORMERS_DEFAULTS.clear()
+    assert arguments.transformers_defaults()["learning_rate"] == 5e-5
+    assert PartialState._shared_state == before

@@ -54,7 +54,7 @@ def test_load_prefers_files_over_hub_over_embedded(tmp_path):
         validation_file=str(tmp_path / "t.csv"),
         test_file=None,
         dataset_name=None,
-        text_column=None,
+        text_column_name=None,
     )
     data = MovieReviewSentiment().load(args)
     assert set(data.splits) == {"train", "validation"}

@@ -87,7 +87,7 @@ def test_csv_text_file(tmp_path):
         # a quote never closed before the end of a short file
         ('text,label\ngood,positive\nbad,"negative\n', "a.csv:3: malformed CSV"),
         ("text,label\ngood,positive,extra\n", "a.csv:2: expected 2 columns"),
-        ("words,label\ngood,positive\n", "a.csv:2: expected fields 'text' and 'label'"),
+        ("words,label\ngood,positive\n", r"a.csv: no column 'text' \(it has: words, label\); name yours"),
         ("", "a.csv: file is empty"),
         # an unclosed quote swallows the rest of the file into one field, until csv gives up
         ('text,label\ngood,positive\n"bad,negative\n' + "more text\n" * 20_000, "a.csv:3: malformed CSV"),
@@ -112,7 +112,7 @@ def test_report_lists_kept_and_dropped():
 def load_files(task, path, labels=None):
     """What run.py loads from --train_file/--validation_file (both the same file here)."""
     args = SimpleNamespace(
-        train_file=str(path), validation_file=str(path), test_file=None, dataset_name=None, text_column=None
+        train_file=str(path), validation_file=str(path), test_file=None, dataset_name=None, text_column_name=None
     )
     return task(label_names=labels).load(args)
 
@@ -175,7 +175,7 @@ def test_hub_class_label_ids_go_through_the_feature_names(monkeypatch):
         test_file=None,
         dataset_name="x/y",
         dataset_config_name=None,
-        text_column=None,
+        text_column_name=None,
     )
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: hub(named, [0, 4, 2]))
     loaded = MovieReviewSentiment(label_names=stars).load(args)
@@ -196,7 +196,7 @@ def test_hub_class_label_ids_go_through_the_feature_names(monkeypatch):
 def test_embedded_data_with_other_labels_is_an_error_naming_labels():
     from tasks.sentiment import MovieReviewSentiment
 
-    args = SimpleNamespace(train_file=None, validation_file=None, test_file=None, dataset_name=None, text_column=None)
+    args = SimpleNamespace(train_file=None, validation_file=None, test_file=None, dataset_name=None)
     with pytest.raises(UsageError, match="--labels pos neg: .*embedded.*'negative'"):
         MovieReviewSentiment(label_names=["pos", "neg"]).load(args)
 
@@ -266,3 +266,65 @@ def test_io_tags_without_b_labels_are_left_alone(tmp_path):
     data = load_files(ConllNer, f, ["O", "I-PER"])
     assert data.splits["train"]["tags"] == [["I-PER", "I-PER", "O"]]
     assert not data.report.repaired
+
+
+# --- issue 10: your own column names ---------------------------------------------------------------
+
+
+def test_own_text_and_label_columns(tmp_path):
+    f = write(tmp_path / "a.csv", "id,sentence,sentiment\n1,good film,positive\n2,bad film,negative\n")
+    rows = read_text_file(f, ("negative", "positive"), "sentence", label_column="sentiment")
+    assert rows == [{"text": "good film", "label": "positive"}, {"text": "bad film", "label": "negative"}]
+    j = write(tmp_path / "a.jsonl", '{"title": "Good", "body": "film", "stars": "positive"}\n')
+    rows = read_text_file(j, ("negative", "positive"), "title,body", label_column="stars", delimiter=". ")
+    assert rows == [{"text": "Good. film", "label": "positive"}]
+
+
+@pytest.mark.parametrize(
+    "name, content, columns, message",
+    [
+        ("a.csv", "sentence,label\nx,positive\n", ("text", "label"), r"a.csv: no column 'text' \(it has: sentence, "),
+        ("a.tsv", "text\tstars\nx\tpositive\n", ("text", "label"), r"a.tsv: no column 'label' \(it has: text, stars\)"),
+        ("a.csv", "text,label\n", ("text", "y"), r"a.csv: no column 'y' \(it has: text, label\)"),  # header only
+        ("a.jsonl", '{"text": "x", "stars": 1}\n', ("text", "label"), r"a.jsonl:1: no field 'label' \(it has: stars, "),
+        ("a.csv", "title,label\nx,positive\n", ("title,body", "label"), r"no column 'body' \(it has: title, label\)"),
+    ],
+)  # fmt: skip
+def test_a_missing_column_names_the_file_and_the_columns_it_has(tmp_path, name, content, columns, message):
+    f = write(tmp_path / name, content)
+    with pytest.raises(UsageError, match=message) as caught:
+        read_text_file(f, ("negative", "positive"), columns[0], label_column=columns[1])
+    assert "--text_column_name / --label_column_name" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_ner_json_lines_with_own_field_names(tmp_path):
+    f = write(tmp_path / "a.jsonl", json.dumps({"words": ["John", "runs"], "labels": ["B-PER", "O"]}) + "\n")
+    assert read_token_file(f, LABELS, tokens_column="words", tags_column="labels") == [
+        {"tokens": ["John", "runs"], "tags": ["B-PER", "O"]}
+    ]
+    with pytest.raises(UsageError, match=r"a.jsonl:1: no field 'tokens', 'ner_tags' \(it has: labels, words\)"):
+        read_token_file(f, LABELS)
+    conll = write(tmp_path / "a.txt", "John B-PER\n")
+    with pytest.raises(UsageError, match="a.txt: CoNLL columns have no names"):
+        read_token_file(conll, LABELS, tokens_column="words")
+
+
+def test_hub_sets_with_own_column_names(monkeypatch):
+    import datasets
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    from tasks.sentiment import MovieReviewSentiment
+
+    features = Features({"review": Value("string"), "stars": ClassLabel(names=["negative", "positive"])})
+    hub = DatasetDict({"train": Dataset.from_dict({"review": ["a", "b"], "stars": [0, 1]}, features=features)})
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: hub)
+    args = SimpleNamespace(
+        train_file=None, validation_file=None, test_file=None, dataset_name="x/y", dataset_config_name=None,
+        text_column_name="review", label_column_name="stars",
+    )  # fmt: skip
+    loaded = MovieReviewSentiment().load(args)
+    assert loaded.splits["train"].to_list() + loaded.splits["validation"].to_list() != []
+    assert sorted(all_labels(loaded)) == ["negative", "positive"]
+    args.label_column_name = None
+    with pytest.raises(UsageError, match=r"--dataset_name x/y \[train\]: no column 'label' \(it has: review, stars\)"):
+        MovieReviewSentiment().load(args)

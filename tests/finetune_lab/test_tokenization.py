@@ -21,7 +21,7 @@ def tokenizer():
 
 def data_args(cache_dir, max_seq_length=128, **extra):
     fields = dict(max_seq_length=max_seq_length, label_all_tokens=False, preprocessing_num_workers=None)
-    return SimpleNamespace(**fields, tokenized_cache_dir=str(cache_dir), text_column=None, **extra)
+    return SimpleNamespace(**fields, tokenized_cache_dir=str(cache_dir), text_column_name=None, **extra)
 
 
 def splits():

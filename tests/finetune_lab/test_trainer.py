@@ -23,7 +23,7 @@ def test_builder_wires_the_task_into_the_trainer(tiny_model_dir, tmp_path):
     built = build_model(task, model_args, data.splits["train"])
     data_args = SimpleNamespace(
         max_seq_length=30, label_all_tokens=False, pad_to_multiple_of=8, preprocessing_num_workers=None,
-        tokenized_cache_dir="none", text_column=None,
+        tokenized_cache_dir="none", text_column_name=None,
     )  # fmt: skip
     tokenized, _ = tokenize_splits(task, splits, built.tokenizer, data_args)
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_eval_batch_size=4)

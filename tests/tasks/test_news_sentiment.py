@@ -49,7 +49,7 @@ def test_regression_local_file_needs_numeric_labels(tmp_path):
     good.write_text("text,label\nfine day,1.5\nbad day,-2\n", encoding="utf-8")
     bad.write_text("text,label\nfine day,positive\n", encoding="utf-8")
     task = NewsRating()
-    data, report = SimpleNamespace(text_column=None), DataReport()
+    data, report = SimpleNamespace(text_column_name=None), DataReport()
     expected = [{"text": "fine day", "label": 1.5}, {"text": "bad day", "label": -2.0}]
     assert task.read_file(good, data, report, "train") == expected
     with pytest.raises(UsageError, match=r"dev\.csv:2: label 'positive' is not a number"):

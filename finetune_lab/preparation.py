@@ -1,0 +1,73 @@
+"""Steps 2 and 3 of a run: the data, the task with its final labels, the model, the tokenized splits it uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from finetune_lab.errors import UsageError
+
+
+@dataclass
+class Prepared:
+    """What the run trains and scores: the data, the task with its final labels, the model, tokenized splits."""
+
+    data: Any  # families.LoadedData
+    task: Any
+    built: Any  # modeling.BuiltModel
+    splits: Any  # DatasetDict: the used splits after --max_*_samples, as text
+    tokenized: Any  # DatasetDict: train, and validation / test where they are scored
+    truncation: dict[str, dict[str, int]]
+    notes: list[str]
+
+
+def scored_splits(args: Any, data: Any) -> tuple[str, ...]:
+    """The splits this run uses: train, dev unless --do_eval false, test unless --do_predict false.
+
+    A test split asked for with an explicit --do_predict true that the data lacks is an error (as in
+    HF's scripts); the default just finds none, and says so.
+    """
+    training = args.training
+    splits = ["train"] if training.do_train else []
+    if training.do_eval:
+        splits.append("validation")
+    if training.do_predict:
+        if "test" in data.splits:
+            splits.append("test")
+        elif args.explicit("do_predict"):
+            raise UsageError("--do_predict true: the data has no test split; pass --test_file or drop the option")
+    return tuple(splits)
+
+
+def prepare(args: Any) -> Prepared:
+    """Steps 2 and 3: load the data, build the model (a from-scratch vocabulary comes from the whole
+    training split), limit and tokenize the splits this run uses."""
+    from datasets import DatasetDict
+
+    from finetune_lab.modeling import build_model, check_max_seq_length
+    from finetune_lab.tokenization import limit_samples, tokenize_splits
+
+    training = args.training
+    data = args.task.load(args.data, hub_options={"cache_dir": args.model.cache_dir, "token": args.model.token})
+    task = args.task.with_labels(data.label_names)
+    built = build_model(task, args.model, data.splits["train"])
+    check_max_seq_length(built, args.data.max_seq_length)
+    used = scored_splits(args, data)
+    splits, notes = limit_samples(DatasetDict({s: data.splits[s] for s in used}), args.data)
+    if training.do_predict and "test" not in data.splits:
+        notes.append("  test: this data has no test split (--test_file): nothing scored at the end")
+    notes += [f"  {split}: {why}" for split, why in skipped_splits(args).items()]
+    with training.main_process_first(desc="tokenizing"):
+        tokenized, truncation = tokenize_splits(task, splits, built.tokenizer, args.data)
+    return Prepared(data, task, built, splits, tokenized, truncation, notes)
+
+
+def skipped_splits(args: Any) -> dict[str, str]:
+    """Splits left out by --do_eval false / --do_predict false, and why."""
+    training = args.training
+    skipped = {}
+    if not training.do_eval:
+        skipped["validation"] = "not scored (--do_eval false)"
+    if not training.do_predict:
+        skipped["test"] = "not scored (--do_predict false)"
+    return skipped
