@@ -237,7 +237,7 @@ def test_confusion_matrix_counts(tiny_runs):
 
 
 def test_notes_come_from_the_experiment_file():
-    assert experiment_notes(str(ROOT / "experiments/ner-quick.yaml")).startswith("Smoke variant: a few hundred")
+    assert experiment_notes(str(ROOT / "experiments/ner-quick.yaml")).startswith("Quick variant: 3,000 CoNLL sentences")
     assert experiment_notes(None) is None and experiment_notes("missing.yaml") is None
 
 
