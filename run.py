@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> dict[str, Any]:
     from finetune_lab import wandb_logging
     from finetune_lab.callbacks import EpochTimer
+    from finetune_lab.distillation import prepare_distillation
     from finetune_lab.hardware import peak_memory_mb
     from finetune_lab.metrics import format_report
     from finetune_lab.modeling import build_model, check_max_seq_length
@@ -64,14 +65,17 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
     # 3. build model (a from-scratch vocabulary comes from the whole training split), then tokenize
     built = build_model(task, args.model, data.splits["train"])
     check_max_seq_length(built, args.data.max_seq_length)
+    distillation = prepare_distillation(args, task, built)  # --teacher: its runs, checked against this one
     splits, notes = limit_samples(data.splits, args.data)
     with training.main_process_first(desc="tokenizing"):
         tokenized, truncation = tokenize_splits(task, splits, built.tokenizer, args.data)
+    with training.main_process_first(desc="teacher outputs"):  # computed once and cached; the others read them
+        train_set = distillation.attach(tokenized["train"], training, args.data)
     if main_process:
         print("\n".join([*data.report.lines(), *notes, *truncation_lines(truncation, args.data.max_seq_length)]))
 
     # 4. train
-    config = redact(run_config(args, task, built, data.report, truncation))
+    config = redact(run_config(args, task, built, data.report, truncation, distillation.record()))
     wandb_run = None
     if main_process and "wandb" in training.report_to:
         wandb_run = wandb_logging.start_wandb(training.run_name, task.name, config["tags"], config, config["notes"])
@@ -84,10 +88,11 @@ def train_and_report(args: Any, run_dir: Path, code_state: dict[str, Any]) -> di
         built.tokenizer,
         training,
         args.data,
-        tokenized["train"],
+        train_set,
         tokenized["validation"],
         callbacks=[timer, *wandb_logging.callbacks(wandb_run, config)],
         early_stopping_patience=args.run.early_stopping_patience,
+        trainer_class=distillation.trainer_class,
     )
     started = time.perf_counter()
     try:

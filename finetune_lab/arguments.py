@@ -68,6 +68,13 @@ class ModelArguments:
         default=False,
         metadata={"help": "CUDA: let SDPA use cuDNN attention (off: it plans anew for every sequence length)."},
     )
+    student_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Keep only the first K encoder layers of the model (a smaller copy, initialised from its first K "
+            "layers): a student for --teacher, or a small model on its own. Default: all layers."
+        },
+    )
 
 
 @dataclass
@@ -99,6 +106,33 @@ class DataArguments:
         metadata={
             "help": "Cache of tokenized data, so a second run skips tokenizing (default: $FINETUNE_LAB_CACHE or "
             "~/.cache/finetune-lab/tokenized; 'none' turns it off)."
+        },
+    )
+
+
+@dataclass
+class DistillationArguments:
+    """Knowledge distillation from finished runs (finetune_lab/distillation.py; docs/distillation.md)."""
+
+    teacher: str | None = field(
+        default=None,
+        metadata={
+            "help": "Distil from finished run folders RUN[,RUN...] of the same task, labels and tokenizer: the "
+            "model trained learns their soft targets (several: averaged) as well as the gold labels."
+        },
+    )
+    distill_alpha: float | None = field(
+        default=None,
+        metadata={
+            "help": "--teacher: weight of the teacher term in the loss, 0..1; 1 - alpha weighs the gold labels "
+            "(default 0.5)."
+        },
+    )
+    distill_temperature: float | None = field(
+        default=None,
+        metadata={
+            "help": "--teacher: softmax temperature T of the soft targets; the KL term is scaled by T^2 (default 2). "
+            "Classification only: a regression student matches the teacher's number (MSE)."
         },
     )
 
@@ -143,6 +177,7 @@ class ParsedArguments:
     task_options: Any
     training: TrainingArguments
     task: Any  # the task declared by --task, with its options and --labels
+    distill: DistillationArguments = field(default_factory=DistillationArguments)
 
 
 class _Parser(OneLineErrors, HfArgumentParser):
@@ -153,7 +188,7 @@ def build_parser(task_class: type | None) -> _Parser:
     from tasks import REGISTRY, get_task_class
 
     options = [task_class.Options] if task_class else []
-    dataclass_types = [RunArguments, ModelArguments, DataArguments, *options, TrainingArguments]
+    dataclass_types = [RunArguments, ModelArguments, DataArguments, *options, DistillationArguments, TrainingArguments]
     lines = [f"  {name:<16} {get_task_class(name).description}" for name in sorted(REGISTRY)]
     return _Parser(
         dataclass_types,
@@ -355,6 +390,29 @@ def check_values(run: RunArguments, model: ModelArguments, data: DataArguments, 
     check_output_dir(training.output_dir)
 
 
+def check_distillation(model: ModelArguments, distill: DistillationArguments, training: TrainingArguments) -> None:
+    """Distillation options that cannot work are errors now; one given without --teacher is never ignored."""
+    if model.student_layers is not None and model.student_layers < 1:
+        raise UsageError(f"--student_layers {model.student_layers}: must be at least 1")
+    if not distill.teacher:
+        given = [name for name in ("distill_alpha", "distill_temperature") if getattr(distill, name) is not None]
+        if given:
+            raise UsageError(f"--{given[0]} applies only with --teacher RUN[,RUN...]")
+        return
+    if not training.do_train:
+        raise UsageError("--teacher with --do_train false: there is nothing to train; leave out one or the other")
+    if training.label_smoothing_factor:
+        raise UsageError(
+            f"--label_smoothing_factor {_shown(training.label_smoothing_factor)} with --teacher: the teacher's soft "
+            "targets already smooth the labels; leave it out"
+        )
+    alpha, temperature = distill.distill_alpha, distill.distill_temperature
+    if alpha is not None and not (math.isfinite(alpha) and 0 <= alpha <= 1):
+        raise UsageError(f"--distill_alpha {_shown(alpha)}: must be between 0 and 1")
+    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+        raise UsageError(f"--distill_temperature {_shown(temperature)}: must be a positive number")
+
+
 def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
     """Parse argv (default sys.argv[1:]) into dataclasses, with task defaults and experiment file."""
     from tasks import available_tasks, get_task_class
@@ -394,12 +452,13 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
         option = next((u for u in unknown if u.startswith("-")), unknown[0])
         names = [s for s in parser._option_string_actions if s.startswith("--")]
         raise UsageError(f"unknown option {option}{did_you_mean(option.split('=')[0], names)}; see run.py --help")
-    run, model, data, task_options, training = parsed
+    run, model, data, task_options, distill, training = parsed
     if data.pad_to_multiple_of is not None:
         if data.pad_to_multiple_of < 0:
             raise UsageError(f"--pad_to_multiple_of {data.pad_to_multiple_of}: a positive number, or 0 for none")
         data.pad_to_multiple_of = data.pad_to_multiple_of or None
     run.task = task_name
     check_values(run, model, data, training)
+    check_distillation(model, distill, training)
     task = task_class(task_options, data.labels)
-    return ParsedArguments(run, model, data, task_options, training, task)
+    return ParsedArguments(run, model, data, task_options, training, task, distill)

@@ -158,10 +158,13 @@ def environment() -> dict[str, Any]:
     }
 
 
-def run_config(args: Any, task: Any, model: Any, data_report: Any, truncation: dict) -> dict[str, Any]:
+def run_config(
+    args: Any, task: Any, model: Any, data_report: Any, truncation: dict, distillation: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Everything that defines the run: what results.json and W&B store as its config.
 
-    `task` is the task with its final label set, `model` what modeling.build_model built.
+    `task` is the task with its final label set, `model` what modeling.build_model built,
+    `distillation` what --teacher added (distillation.Distillation.record(); None without it).
     """
     from finetune_lab.modeling import model_label
 
@@ -173,6 +176,7 @@ def run_config(args: Any, task: Any, model: Any, data_report: Any, truncation: d
         "output_dir": training.output_dir,
         "model": model.description,  # names what was really trained (the from-scratch fallback too)
         "model_from_scratch": model.from_scratch,
+        "parameters": model.model.num_parameters(),
         "precision": precision,
         "seed": training.seed,
         "processes": training.world_size,
@@ -186,9 +190,11 @@ def run_config(args: Any, task: Any, model: Any, data_report: Any, truncation: d
             "model": dataclasses.asdict(args.model),
             "data": dataclasses.asdict(args.data),
             "task": dataclasses.asdict(args.task_options) if args.task_options is not None else {},
+            "distill": dataclasses.asdict(args.distill),
             "training": training.to_dict(),
         },
         "data": {**data_report.to_dict(), "truncation": truncation},
+        "distillation": distillation,
     }
 
 
