@@ -18,6 +18,7 @@ READERS = "tests/finetune_lab/test_readers.py::"
 ARGS = "tests/finetune_lab/test_arguments.py::"
 RESULTS = "tests/finetune_lab/test_results.py::"
 FUZZ = "tests/finetune_lab/test_fuzz.py::"
+DISTIL = "tests/finetune_lab/test_distillation.py::"
 MUTANTS = [
     (
         "resume ignores the checkpoint",
@@ -334,6 +335,42 @@ MUTANTS = [
         '    results, undefined = finite(results)\n    return {**results, "undefined": undefined}',
         "    return results",
         [RESULTS + "test_results_json_is_strict_json_undefined_scores_are_null_with_the_reason"],
+    ),
+    # issue 15, distillation
+    (
+        "distillation: the teacher term dropped",
+        "finetune_lab/distillation.py",
+        "    return alpha * soft + (1 - alpha) * gold_loss\n",
+        "    return gold_loss\n",
+        [DISTIL + "test_distillation_moves_the_student_toward_its_teacher_and_saves_a_normal_run[sentiment]"],
+    ),
+    (
+        "distillation: teacher rows by batch position, not by example",
+        "finetune_lab/distillation.py",
+        "        teacher = self.targets.for_examples(index.cpu()).to(student.device)\n",
+        "        teacher = self.targets.for_examples(torch.arange(len(index))).to(student.device)\n",
+        [DISTIL + "test_distillation_moves_the_student_toward_its_teacher_and_saves_a_normal_run[ner]"],
+    ),
+    (
+        "distillation: teacher outputs not cached",
+        "finetune_lab/distillation.py",
+        "        if path is not None and path.exists():\n",
+        "        if False:\n",
+        [DISTIL + "test_teacher_outputs_are_computed_once_and_then_read_from_the_cache"],
+    ),
+    (
+        "distillation: loss not divided over gradient accumulation",
+        "finetune_lab/distillation.py",
+        "    loss_is_scaled_for_ga = False\n",
+        "    loss_is_scaled_for_ga = True\n",
+        [DISTIL + "test_gradient_accumulation_distils_like_one_large_batch"],
+    ),
+    (
+        "distillation: a teacher with another tokenizer accepted",
+        "finetune_lab/distillation.py",
+        '        if _tokenizer_digest(getattr(run.tokenizer, "backend_tokenizer", None)) != student_tokenizer:\n',
+        "        if False:\n",
+        [DISTIL + "test_a_teacher_that_cannot_teach_is_a_one_line_error"],
     ),
 ]
 
