@@ -205,11 +205,13 @@ def test_gradient_accumulation_distils_like_one_large_batch(no_dropout_model, ti
 
 def test_two_processes_distil_like_one(no_dropout_model, tiny_runs, run_cli):
     common = _exact_common(no_dropout_model, tiny_runs["sentiment"])
-    one = main([*common, "--per_device_train_batch_size", "32", "--output_dir", "runs/one"])
+    # two processes first: the main one computes the teacher outputs and caches them, the other reads them
     launcher = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2"]
     done = run_cli(*common, "--per_device_train_batch_size", "16", "--output_dir", "runs/two", launcher=launcher)
     assert done.returncode == 0, done.stderr[-3000:]
     two = json.loads(Path("runs/two/results.json").read_text())
+    assert two["distillation"]["teachers"][0]["outputs"]["computed"] is True
+    one = main([*common, "--per_device_train_batch_size", "32", "--output_dir", "runs/one"])
     assert two["processes"] == 2 and two["train"]["steps"] == one["train"]["steps"] == 4
     _same_training(one, two)
 
