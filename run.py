@@ -60,6 +60,7 @@ def train_and_report(
 ) -> dict[str, Any]:
     from finetune_lab import wandb_logging
     from finetune_lab.callbacks import EpochTimer
+    from finetune_lab.distillation import prepare_distillation
     from finetune_lab.hardware import peak_memory_mb
     from finetune_lab.metrics import chance_level_note, format_report
     from finetune_lab.preparation import prepare
@@ -87,7 +88,10 @@ def train_and_report(
     prepared = prepare(args)
     task, built, tokenized = prepared.task, prepared.built, prepared.tokenized
     report = prepared.data.report
-    config = redact(run_config(args, task, built, report, prepared.truncation))
+    distillation = prepare_distillation(args, task, built)  # --teacher: its runs, checked against this one
+    with training.main_process_first(desc="teacher outputs"):  # computed once and cached; the others read them
+        train_set = distillation.attach(tokenized["train"], training, args.data) if "train" in tokenized else None
+    config = redact(run_config(args, task, built, report, prepared.truncation, distillation.record()))
     if main_process:
         print(
             "\n".join(
@@ -110,10 +114,11 @@ def train_and_report(
             built.tokenizer,
             training,
             args.data,
-            tokenized.get("train"),
+            train_set,
             tokenized.get("validation"),  # None with --do_eval false: no dev evaluation at all
             callbacks=[timer, *wandb_logging.callbacks(wandb_run, config), *callbacks],
             early_stopping_patience=args.run.early_stopping_patience,
+            trainer_class=distillation.trainer_class,
         )
     started = time.perf_counter()
     try:

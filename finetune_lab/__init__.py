@@ -8,6 +8,7 @@
     tokenization  preprocessing into model inputs, its on-disk cache, truncation counts
     modeling      tokenizer and model for a task (the from-scratch fallback included)
     trainer       the one Trainer builder
+    distillation  --teacher: a student learns a finished run's soft targets (the loss, the cached teacher outputs)
     callbacks     Trainer callbacks: per-class report, epoch timer, checkpoint markers, NaN guard
     rundir        the run folder: its lock, overwrite rules, checkpoints and their checksums, atomic model save
     results       results.json (config, scores, environment; secrets redacted), the HF files beside it, umask modes

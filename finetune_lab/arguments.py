@@ -90,6 +90,13 @@ class ModelArguments:
         default=False,
         metadata={"help": "CUDA: let SDPA use cuDNN attention (off: it plans anew for every sequence length)."},
     )
+    student_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Keep only the first K encoder layers of the model (a smaller copy, initialised from its first K "
+            "layers): a student for --teacher, or a small model on its own. Default: all layers."
+        },
+    )
 
 
 @dataclass
@@ -196,6 +203,34 @@ RENAMED = {"text_column": "text_column_name", "max_test_samples": "max_predict_s
 # The W&B (and Trackio) project when neither --project nor WANDB_PROJECT names one.
 DEFAULT_PROJECT = "finetune-lab"
 
+
+@dataclass
+class DistillationArguments:
+    """Knowledge distillation from finished runs (finetune_lab/distillation.py; docs/distillation.md)."""
+
+    teacher: str | None = field(
+        default=None,
+        metadata={
+            "help": "Distil from finished run folders RUN[,RUN...] of the same task, labels and tokenizer: the "
+            "model trained learns their soft targets (several: averaged) as well as the gold labels."
+        },
+    )
+    distill_alpha: float | None = field(
+        default=None,
+        metadata={
+            "help": "--teacher: weight of the teacher term in the loss, 0..1; 1 - alpha weighs the gold labels "
+            "(default 0.5)."
+        },
+    )
+    distill_temperature: float | None = field(
+        default=None,
+        metadata={
+            "help": "--teacher: softmax temperature T of the soft targets; the KL term is scaled by T^2 (default 2). "
+            "Classification only: a regression student matches the teacher's number (MSE)."
+        },
+    )
+
+
 # Fine-tuning defaults for every task (a task's `defaults` and experiment files override them).
 BASE_DEFAULTS: dict[str, Any] = {
     "output_dir": "outputs/{task}/{run_name}",  # filled in by rundir.claim_run_dir
@@ -249,6 +284,7 @@ class ParsedArguments:
     parsed_training: dict[str, Any] | None = None
     # TrainingArguments fields the runner handles itself (e.g. a --hub_token moved away): {field: how}
     runner_notes: dict[str, str] = field(default_factory=dict)
+    distill: DistillationArguments = field(default_factory=DistillationArguments)
 
     def explicit(self, option: str) -> bool:
         """Whether the user set `option` (command line or experiment file), not a default."""
@@ -263,7 +299,10 @@ def build_parser(task_class: type | None) -> _Parser:
     from tasks import REGISTRY, get_task_class
 
     options = [task_class.Options] if task_class else []
-    dataclass_types = [RunArguments, ModelArguments, DataArguments, *options, HfScriptArguments, TrainingArguments]
+    dataclass_types = [
+        *(RunArguments, ModelArguments, DataArguments, *options),
+        *(HfScriptArguments, DistillationArguments, TrainingArguments),
+    ]
     lines = [f"  {name:<16} {get_task_class(name).description}" for name in sorted(REGISTRY)]
     return _Parser(
         dataclass_types,
@@ -642,6 +681,29 @@ def _renamed(experiment: dict[str, Any], path: str | None) -> dict[str, Any]:
     return out
 
 
+def check_distillation(model: ModelArguments, distill: DistillationArguments, training: TrainingArguments) -> None:
+    """Distillation options that cannot work are errors now; one given without --teacher is never ignored."""
+    if model.student_layers is not None and model.student_layers < 1:
+        raise UsageError(f"--student_layers {model.student_layers}: must be at least 1")
+    if not distill.teacher:
+        given = [name for name in ("distill_alpha", "distill_temperature") if getattr(distill, name) is not None]
+        if given:
+            raise UsageError(f"--{given[0]} applies only with --teacher RUN[,RUN...]")
+        return
+    if not training.do_train:
+        raise UsageError("--teacher with --do_train false: there is nothing to train; leave out one or the other")
+    if training.label_smoothing_factor:
+        raise UsageError(
+            f"--label_smoothing_factor {_shown(training.label_smoothing_factor)} with --teacher: the teacher's soft "
+            "targets already smooth the labels; leave it out"
+        )
+    alpha, temperature = distill.distill_alpha, distill.distill_temperature
+    if alpha is not None and not (math.isfinite(alpha) and 0 <= alpha <= 1):
+        raise UsageError(f"--distill_alpha {_shown(alpha)}: must be between 0 and 1")
+    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+        raise UsageError(f"--distill_temperature {_shown(temperature)}: must be a positive number")
+
+
 def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
     """Parse argv (default sys.argv[1:]) into dataclasses, with task defaults and experiment file."""
     from tasks import available_tasks, get_task_class
@@ -701,7 +763,8 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
     sources.update({option: f"follows: {why}" for option, why in followed.items()})
     try:
         # no `run.args` file next to run.py read in: the command line and the experiment file are all
-        run, model, data, *rest, hf, training = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
+        parsed = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
+        run, model, data, *rest, hf, distill, training = parsed
     except ValueError as err:  # TrainingArguments.__post_init__ validation
         raise UsageError(str(err)) from None
     task_options = rest[0] if rest else None
@@ -716,8 +779,9 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
         sources["resume"] = "follows: --resume_from_checkpoint"
     resume_request(run, training)
     check_values(run, model, data, training)
+    check_distillation(model, distill, training)
     task = task_class(task_options, data.labels)
-    return ParsedArguments(run, model, data, task_options, training, task, sources, followed, hf)
+    return ParsedArguments(run, model, data, task_options, training, task, sources, followed, hf, distill=distill)
 
 
 _TRANSFORMERS_DEFAULTS: dict[str, Any] = {}

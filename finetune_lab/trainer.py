@@ -7,7 +7,7 @@ callbacks (per-class dev report, checkpoint completion markers, the NaN guard, e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from datasets import Dataset
@@ -33,12 +33,13 @@ def build_trainer(
     eval_dataset: Dataset | None,
     callbacks: Sequence[TrainerCallback] = (),
     early_stopping_patience: int = 0,
-    trainer_class: type[Trainer] = Trainer,
+    trainer_class: Callable[..., Trainer] = Trainer,
 ) -> Trainer:
     """A Trainer for `task`: its collator and compute_metrics, the standard callbacks, then `callbacks`.
 
     `early_stopping_patience` > 0 stops after that many evaluations without improvement.
-    `trainer_class` lets a caller (the benchmark) add instrumentation to a Trainer subclass.
+    `trainer_class` (a Trainer subclass, or a partial of one) lets a caller change the loss (distillation.py)
+    or add instrumentation (the benchmark).
     """
     standard: list[TrainerCallback] = [PerClassReport(), MarkCheckpointComplete(), StopOnNonFiniteLoss()]
     if early_stopping_patience > 0:

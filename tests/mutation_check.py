@@ -25,6 +25,7 @@ COMPARE = "tests/finetune_lab/test_compare.py::"
 BENCH = "tests/benchmarks/test_bench_progress.py::"
 HFO = "tests/test_run_hf_options.py::"
 HF_PROBE = HFO + "test_hf_script_option_is_honoured_or_rejected"
+DISTIL = "tests/finetune_lab/test_distillation.py::"
 MUTANTS = [
     (
         "search objective scores the test split",
@@ -580,6 +581,42 @@ MUTANTS = [
         "        if key in self.measured:\n",
         "        if False:\n",
         [BENCH + "test_progress_estimates_from_what_was_measured"],
+    ),
+    # issue 15, distillation
+    (
+        "distillation: the teacher term dropped",
+        "finetune_lab/distillation.py",
+        "    return alpha * soft + (1 - alpha) * gold_loss\n",
+        "    return gold_loss\n",
+        [DISTIL + "test_distillation_moves_the_student_toward_its_teacher_and_saves_a_normal_run[sentiment]"],
+    ),
+    (
+        "distillation: teacher rows by batch position, not by example",
+        "finetune_lab/distillation.py",
+        "        teacher = self.targets.for_examples(index.cpu()).to(student.device)\n",
+        "        teacher = self.targets.for_examples(torch.arange(len(index))).to(student.device)\n",
+        [DISTIL + "test_distillation_moves_the_student_toward_its_teacher_and_saves_a_normal_run[ner]"],
+    ),
+    (
+        "distillation: teacher outputs not cached",
+        "finetune_lab/distillation.py",
+        "        if path is not None and path.exists():\n",
+        "        if False:\n",
+        [DISTIL + "test_teacher_outputs_are_computed_once_and_then_read_from_the_cache"],
+    ),
+    (
+        "distillation: loss not divided over gradient accumulation",
+        "finetune_lab/distillation.py",
+        "    loss_is_scaled_for_ga = False\n",
+        "    loss_is_scaled_for_ga = True\n",
+        [DISTIL + "test_gradient_accumulation_distils_like_one_large_batch"],
+    ),
+    (
+        "distillation: a teacher with another tokenizer accepted",
+        "finetune_lab/distillation.py",
+        '        if _tokenizer_digest(getattr(run.tokenizer, "backend_tokenizer", None)) != student_tokenizer:\n',
+        "        if False:\n",
+        [DISTIL + "test_a_teacher_that_cannot_teach_is_a_one_line_error"],
     ),
 ]
 
