@@ -106,3 +106,47 @@ def wandb_inspect(run_dir: Path, *options: str) -> str:
     wandb_cli = Path(sys.executable).with_name("wandb")
     command = [str(wandb_cli), "leet", "inspect", *options, str(run_dir)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+@pytest.fixture(scope="session")
+def deploy_runs(tmp_path_factory, tiny_runs) -> dict[str, Path]:
+    """Copies of the tiny runs with a louder head, exported to ONNX: {task: run folder}.
+
+    The tiny runs predict one class (sentiment, p ~ 0.5) or all 'O' (NER), which would make any
+    comparison of backends or processes pass trivially. NER gets a random head with large weights
+    (many entities); sentiment's pooled outputs barely vary between texts, so its head is set along
+    their main direction of variation, splitting the texts into both classes with clear margins.
+    The copies' results.json still holds the tiny runs' scores.
+    """
+    import shutil
+
+    import torch
+
+    from finetune_lab import inference
+    from finetune_lab.export import export_run
+
+    root = tmp_path_factory.mktemp("deploy-runs")
+    runs: dict[str, Path] = {}
+    for task in ("sentiment", "ner"):
+        folder = root / task
+        shutil.copytree(tiny_runs[task], folder, ignore=shutil.ignore_patterns("checkpoint-*", "onnx"))
+        run = inference.load_run(folder)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            head = run.model.classifier
+            if task == "ner":
+                head.weight.normal_(0.0, 3.0)
+                head.bias.normal_(0.0, 1.0)
+            else:
+                texts = [r["text"] for r in inference.load_test_rows(run)]
+                batch = {k: torch.as_tensor(v) for k, v in inference.encode(run, texts).items()}
+                pooled = run.model.bert(**batch).pooler_output
+                mean = pooled.mean(0)
+                direction = torch.linalg.svd(pooled - mean, full_matrices=False).Vh[0]
+                scale = 4.0 / ((pooled - mean) @ direction).std()  # logits of a few units either way
+                head.weight.copy_(torch.stack([scale * direction, -scale * direction]))
+                head.bias.copy_(torch.stack([-(scale * direction) @ mean, (scale * direction) @ mean]))
+        run.model.save_pretrained(folder)  # safetensors
+        export_run(folder)
+        runs[task] = folder
+    return runs
