@@ -90,8 +90,11 @@ def onnx_file(folder: Path, backend: str) -> tuple[str, Path]:
     return backend, path
 
 
-def load_run(path: str | Path, backend: str = "torch") -> LoadedRun:
-    """A finished run folder: results.json, model and tokenizer; UsageError naming what is missing."""
+def load_run(path: str | Path, backend: str = "torch", threads: int | None = None) -> LoadedRun:
+    """A finished run folder: results.json, model and tokenizer; UsageError naming what is missing.
+
+    `threads`: intra-op threads of PyTorch (process-wide) or of the ONNX Runtime session; None keeps
+    the libraries' defaults (one per core)."""
     from tasks import get_task_class
 
     if backend not in BACKENDS:
@@ -122,8 +125,12 @@ def load_run(path: str | Path, backend: str = "torch") -> LoadedRun:
             backend, model_file = onnx_file(folder, backend)
             model_dir = model_file.parent  # the export's own copy of the tokenizer and label maps
             config = AutoConfig.from_pretrained(model_dir)
-            session = onnxruntime.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default
+            session = onnxruntime.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
         else:
+            if threads:
+                torch.set_num_threads(threads)
             # safetensors only: a pickled checkpoint can run code when loaded
             dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
             model = task.model_class.from_pretrained(folder, use_safetensors=True, dtype=dtype).eval()
