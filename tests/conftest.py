@@ -112,11 +112,11 @@ def wandb_inspect(run_dir: Path, *options: str) -> str:
 def deploy_runs(tmp_path_factory, tiny_runs) -> dict[str, Path]:
     """Copies of the tiny runs with a louder head, exported to ONNX: {task: run folder}.
 
-    The tiny runs predict one class (sentiment, p ~ 0.5) or all 'O' (NER), which would make any
-    comparison of backends or processes pass trivially. NER gets a random head with large weights
-    (many entities); sentiment's pooled outputs barely vary between texts, so its head is set along
-    their main direction of variation, splitting the texts into both classes with clear margins.
-    The copies' results.json still holds the tiny runs' scores.
+    The tiny runs predict one class (sentiment, p ~ 0.5) or all 'O' (NER): their hidden states
+    barely vary between texts or tokens, so any comparison of backends or processes would pass
+    trivially. The copies' head reads the states' main directions of variation on the test set
+    (centred, scaled to logits of a few units), giving both sentiment classes with clear margins
+    and many entities. Their results.json still holds the tiny runs' scores.
     """
     import shutil
 
@@ -133,19 +133,20 @@ def deploy_runs(tmp_path_factory, tiny_runs) -> dict[str, Path]:
         run = inference.load_run(folder)
         torch.manual_seed(0)
         with torch.no_grad():
+            rows = inference.load_test_rows(run)
+            items = [r["tokens"] if task == "ner" else r["text"] for r in rows]
+            batch = {k: torch.as_tensor(v) for k, v in inference.encode(run, items).items()}
+            hidden = run.model.bert(**batch)
+            states = hidden.last_hidden_state[batch["attention_mask"].bool()] if task == "ner" else hidden.pooler_output
+            mean = states.mean(0)
+            directions = torch.linalg.svd(states - mean, full_matrices=False).Vh[: 4 if task == "ner" else 1]
             head = run.model.classifier
-            if task == "ner":
-                head.weight.normal_(0.0, 3.0)
-                head.bias.normal_(0.0, 1.0)
-            else:
-                texts = [r["text"] for r in inference.load_test_rows(run)]
-                batch = {k: torch.as_tensor(v) for k, v in inference.encode(run, texts).items()}
-                pooled = run.model.bert(**batch).pooler_output
-                mean = pooled.mean(0)
-                direction = torch.linalg.svd(pooled - mean, full_matrices=False).Vh[0]
-                scale = 4.0 / ((pooled - mean) @ direction).std()  # logits of a few units either way
-                head.weight.copy_(torch.stack([scale * direction, -scale * direction]))
-                head.bias.copy_(torch.stack([-(scale * direction) @ mean, (scale * direction) @ mean]))
+            weight = torch.randn(head.out_features, len(directions)) @ directions
+            if task == "sentiment":  # one direction, the two classes on either side of the mean
+                weight = torch.stack([directions[0], -directions[0]])
+            weight *= 3.0 / ((states - mean) @ weight.T).std()
+            head.weight.copy_(weight)
+            head.bias.copy_(-weight @ mean)
         run.model.save_pretrained(folder)  # safetensors
         export_run(folder)
         runs[task] = folder

@@ -84,3 +84,15 @@ def test_adapter_only_and_unexported_runs_are_usage_errors(deploy_runs, tmp_path
     shutil.copytree(deploy_runs["ner"], plain, ignore=shutil.ignore_patterns("onnx"))
     with pytest.raises(UsageError, match=r"--backend onnx-fp32: .* not found; export the run first: make export RUN="):
         predict_main([str(plain), "--backend", "onnx", "--input", "x"])
+
+
+def test_torch_bf16_backend_loads_bf16_weights(deploy_runs):
+    """The benchmark's bf16 row (run only where the CPU has native bf16); the backend itself works anywhere."""
+    import torch
+
+    fp32, bf16 = inference.load_run(deploy_runs["ner"]), inference.load_run(deploy_runs["ner"], "torch-bf16")
+    assert bf16.model.dtype == torch.bfloat16 and bf16.backend == "torch-bf16"
+    batch = inference.encode(fp32, [t.split() for t in TEXTS])
+    reference = fp32.logits(batch)
+    assert bf16.logits(batch).dtype == np.float32
+    np.testing.assert_allclose(bf16.logits(batch), reference, atol=0.05 * np.abs(reference).max())
