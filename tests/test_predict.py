@@ -150,10 +150,13 @@ def test_onnx_backends_predict_and_score_like_torch(deploy_runs, task, capsys, m
     assert len({str(k) for k in torch_labels}) > 1  # the loud head gives varied predictions
     if run.is_token_task:
         assert sum(len(k) for k in torch_labels) >= 10  # entities to compare, not a few
-    if run.is_token_task:  # int8 approximates: mostly the same entities. (The tiny sentiment model's texts
-        # differ by less than int8's rounding, so its labels are left to the real benchmark's metric.)
-        agree = np.mean([key(r) == k for r, k in zip(int8_out["records"], torch_labels, strict=True)])
-        assert agree >= 0.7
+    # int8 approximates: nearly the same labels, most of the same entities
+    int8_labels = [key(r) for r in int8_out["records"]]
+    if run.is_token_task:
+        kept = sum(len(set(a) & set(b)) for a, b in zip(torch_labels, int8_labels, strict=True))
+        assert kept / sum(len(k) for k in torch_labels) >= 0.75
+    else:
+        assert np.mean([a == b for a, b in zip(torch_labels, int8_labels, strict=True)]) >= 0.9
 
 
 def test_ner_words_without_subtokens_do_not_shift_tags(deploy_runs):

@@ -86,14 +86,13 @@ def server(folder: Path, log: Path, *options: str) -> Iterator[tuple[int, subpro
 
 @pytest.fixture(scope="module")
 def servers(deploy_runs, tmp_path_factory) -> Iterator[dict[str, tuple[int, subprocess.Popen, str]]]:
-    """NER on PyTorch, sentiment on ONNX fp32: {task: (port, process, backend)}. (The tiny sentiment model's
-    texts differ by less than int8 rounding; int8 is compared with PyTorch in test_export and test_predict.)"""
+    """NER on PyTorch, sentiment on ONNX (the export's int8 copy): {task: (port, process, backend)}."""
     logs = tmp_path_factory.mktemp("serve-logs")
     with (
         server(deploy_runs["ner"], logs / "ner.log", "--backend", "torch", *LIMITS) as (ner_port, ner_process),
-        server(deploy_runs["sentiment"], logs / "sentiment.log", "--backend", "onnx-fp32", *LIMITS) as (port, process),
+        server(deploy_runs["sentiment"], logs / "sentiment.log", "--backend", "onnx", *LIMITS) as (port, process),
     ):
-        yield {"ner": (ner_port, ner_process, "torch"), "sentiment": (port, process, "onnx-fp32")}
+        yield {"ner": (ner_port, ner_process, "torch"), "sentiment": (port, process, "onnx")}
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +151,8 @@ def test_health_and_info(servers, deploy_runs, task):
     results = json.loads((deploy_runs[task] / "results.json").read_text())
     assert status == 200
     assert (info["task"], info["labels"], info["model"]) == (task, results["labels"], results["model"])
-    assert info["backend"] == ("torch" if task == "ner" else "onnx-fp32")
-    assert info["model_file"].endswith("model.safetensors" if task == "ner" else "model.onnx")
+    assert info["backend"] == ("torch" if task == "ner" else "onnx-int8")
+    assert info["model_file"].endswith("model.safetensors" if task == "ner" else "model.int8.onnx")
     assert info["main_metric"] == results["main_metric"]
     assert info["metrics"] == {k: v for k, v in results["test"].items() if not k.startswith("per_class/")}
     assert (info["limits"]["max_texts"], info["limits"]["max_text_chars"]) == (4, 300)
