@@ -133,7 +133,8 @@ def test_predictions_equal_predict_py(servers, deploy_runs, texts, task, monkeyp
     assert_same_records(served, expected)
     status, one = post(port, {"inputs": texts[task][1]})  # one text: one record, not a list
     assert status == 200 and isinstance(one, dict)
-    assert_same_records([one], expected[1:2])
+    # alone, not in a batch of 4: int8's activation scale is set per batch, so compare like with like
+    assert_same_records([one], predict_py(deploy_runs[task], backend, texts[task][1:2], monkeypatch))
     if task == "ner":
         assert sum(len(r["entities"]) for r in served) >= 2  # entities with offsets to compare
         for record in served:
