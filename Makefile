@@ -1,4 +1,5 @@
-# finetune-lab: `make setup`, `make test`, `make <task>`, `make search`, `make compare`, `make bench`.
+# finetune-lab: `make setup`, `make test`, `make <task>`, `make search`, `make compare`, `make bench`;
+# deployment: `make export RUN=...`, `make serve RUN=...`, `make bench-predict RUN=... [STUDENT=...]`.
 # Every target that needs Python builds the virtual environment first when it is missing.
 
 PYTHON ?= python3
@@ -20,7 +21,7 @@ RUNS_DIR ?= outputs
 # One target per task, read from the registry in tasks/__init__.py (lines `    "name": "tasks.module:Class",`).
 TASKS := $(shell sed -n 's/^ *"\([a-z0-9-]*\)": "tasks\..*/\1/p' tasks/__init__.py)
 
-.PHONY: setup test lint $(TASKS) search compare bench clean
+.PHONY: setup test lint $(TASKS) search compare bench export serve bench-predict clean
 
 setup: $(STAMP)
 
@@ -68,6 +69,26 @@ BENCH_QUICK ?=
 BENCH_ARGS  ?=
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)
+
+# Deployment (docs/deploy.md). RUN: a finished run folder, outputs/<task>/<run>.
+RUN ?=
+STUDENT ?=
+NEED_RUN = @test -n "$(RUN)" || { echo "make $@: give the run folder, e.g. make $@ RUN=outputs/sentiment/<run>" >&2; exit 2; }
+
+# ONNX fp32 + int8 beside the run (RUN/onnx/), checked on the run's test set (RUN/onnx/export.json).
+export: $(STAMP)
+	$(NEED_RUN)
+	$(BIN)/python export.py $(RUN) $(ARGS)
+
+# HTTP service (FastAPI + uvicorn): ARGS="--backend onnx --port 8080" etc.
+serve: $(STAMP)
+	$(NEED_RUN)
+	$(BIN)/python serve.py $(RUN) $(ARGS)
+
+# Inference speed, memory and score per backend (+ a distilled STUDENT run) and the service under load.
+bench-predict: $(STAMP)
+	$(NEED_RUN)
+	$(BIN)/python benchmarks/bench_predict.py $(RUN) $(if $(STUDENT),--student $(STUDENT)) $(BENCH_ARGS)
 
 clean:
 	rm -rf outputs wandb .pytest_cache

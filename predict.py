@@ -5,11 +5,14 @@
     echo "EU rejects German call" | python predict.py outputs/ner/RUN  # from stdin
     python predict.py outputs/sentiment/RUN --input reviews.txt --output labels.jsonl
     python predict.py --ensemble outputs/sentiment/RUN1 outputs/sentiment/RUN2 [--input FILE]
+    python predict.py outputs/sentiment/RUN --backend onnx --evaluate   # after export.py RUN
 
-NER prints entities with character spans; classification prints the label and its probability.
---output (or --format jsonl) writes one JSON object per input line. --ensemble averages the runs'
+NER prints entities with character spans (offsets into the input line, as given); classification
+prints the label and its probability; regression the predicted number. --output (or --format jsonl)
+writes one JSON object per input line: line i of the output is line i of the input, and a blank
+input line gets an empty prediction (counted on stderr). --ensemble averages the runs'
 probabilities and reports the ensemble's test metric on the runs' own test split (--evaluate
-does the same for one run).
+does the same for one run). --backend onnx runs the ONNX export (int8 when there is one).
 """
 
 from __future__ import annotations
@@ -41,11 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--evaluate", action="store_true", help="also report the test metric (always on with --ensemble)"
     )
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=PREDICT_BACKENDS,
+        help="torch (the saved model), onnx (the export of `export.py RUN`: int8 when it has one, else fp32), "
+        "onnx-fp32, onnx-int8 (default torch)",
+    )
     return parser
 
 
+PREDICT_BACKENDS = ("torch", "onnx", "onnx-fp32", "onnx-int8")
+PROGRESS_MIN_LINES = 300  # a progress bar (stderr) from this many input lines on
+
+
 def read_texts(source: str | None) -> list[str]:
-    """Non-empty lines of a file or stdin."""
+    """Every line of a file or stdin, as given (blank ones too: output line i answers input line i)."""
     if source in (None, "-"):
         lines = sys.stdin.read().splitlines()
     else:
@@ -55,11 +69,15 @@ def read_texts(source: str | None) -> list[str]:
             raise UsageError(f"--input {source}: file not found") from None
         except (OSError, UnicodeDecodeError) as err:
             raise UsageError(f"--input {source}: cannot read ({err})") from None
-    return [line for line in (raw.strip() for raw in lines) if line]
+    return lines
 
 
 def format_record(record: dict[str, Any]) -> str:
     """Human-readable lines for one labelled text."""
+    if not record["text"].strip():
+        return ""  # a blank input line: an empty prediction
+    if "score" in record:
+        return f"{record['score']:.4f}\t{record['text']}"
     if "entities" not in record:
         return f"{record['label']}\t{record['probability']:.4f}\t{record['text']}"
     lines = [record["text"]]
@@ -68,6 +86,32 @@ def format_record(record: dict[str, Any]) -> str:
     if not record["entities"]:
         lines.append("  (no entities)")
     return "\n".join(lines)
+
+
+def label_lines(runs: list[Any], lines: list[str], batch_size: int) -> list[dict[str, Any]]:
+    """One record per line, in order, in batches; blank lines get an empty record (counted on stderr)."""
+    from tqdm.auto import tqdm
+
+    from finetune_lab import inference
+
+    blank = [i for i, line in enumerate(lines) if not line.strip()]
+    if blank:
+        print(
+            f"{len(blank)} blank input line(s) (first: line {blank[0] + 1}): empty predictions written for them",
+            file=sys.stderr,
+        )
+    blank_set = set(blank)
+    records: list[dict[str, Any]] = [inference.empty_record(runs[0], line) for line in lines]
+    todo = [i for i in range(len(lines)) if i not in blank_set]
+    with tqdm(
+        total=len(todo), unit="line", desc="predicting", file=sys.stderr, disable=len(lines) < PROGRESS_MIN_LINES
+    ) as bar:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            for i, record in zip(chunk, inference.label_texts(runs, [lines[i] for i in chunk]), strict=True):
+                records[i] = record
+            bar.update(len(chunk))
+    return records
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -80,8 +124,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if bool(args.run) == bool(args.ensemble):
         raise UsageError("give one RUN folder, or --ensemble RUN RUN ...")
     paths = args.ensemble or [args.run]
-    runs = [inference.load_run(path) for path in paths]
+    if args.batch_size < 1:
+        raise UsageError(f"--batch_size {args.batch_size}: must be at least 1")
+    runs = [inference.load_run(path, args.backend) for path in paths]
     inference.check_ensemble(runs)
+    if args.backend != "torch":
+        print(f"backend {runs[0].backend}: {', '.join(str(r.model_file) for r in runs)}", file=sys.stderr)
     out: dict[str, Any] = {"runs": [str(r.path) for r in runs], "records": []}
 
     if args.evaluate or args.ensemble:
@@ -91,18 +139,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out["test"] = metrics
         alone = ", ".join("n/a" if s is None else f"{s:.4f}" for s in saved)
         what = f"ensemble of {len(runs)} runs" if args.ensemble else "run"
+        where = runs[0].results["task"] + ("" if runs[0].backend == "torch" else f", {runs[0].backend}")
         print(
-            f"{what} ({runs[0].results['task']}): test {metric} {metrics[metric]:.4f}; each run alone: {alone}",
+            f"{what} ({where}): test {metric} {metrics[metric]:.4f}; each run alone: {alone}",
             file=sys.stderr,
         )
         if args.input is None and args.ensemble:
             return out  # evaluation only: no text to label
 
     texts = read_texts(args.input)
-    records = []
-    for start in range(0, len(texts), args.batch_size):
-        records += inference.label_texts(runs, texts[start : start + args.batch_size])
-    out["records"] = records
+    out["records"] = records = label_lines(runs, texts, args.batch_size)
     if args.output:
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         Path(args.output).write_text(lines, encoding="utf-8")

@@ -19,7 +19,9 @@
     search        hyperparameter search with Optuna (search.py): trials as runs, resumable study, workers
     search_space  search-space files (experiments/search/): ranges and choices, checked against run.py's options
     compare, plots, tables   leaderboards and plots from finished runs
-    inference     labelling text with saved runs (predict.py)
+    inference     labelling text with saved runs (predict.py), on PyTorch or ONNX Runtime
+    export        ONNX fp32 + int8 export of a run, checked on its test set (export.py)
+    serving       the HTTP service around a loaded run (serve.py)
 
 Tasks themselves live in the top-level `tasks/` folder of the checkout, one module each.
 """

@@ -114,3 +114,53 @@ def wandb_inspect(run_dir: Path, *options: str) -> str:
     wandb_cli = Path(sys.executable).with_name("wandb")
     command = [str(wandb_cli), "leet", "inspect", *options, str(run_dir)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+@pytest.fixture(scope="session")
+def deploy_runs(tmp_path_factory, tiny_runs) -> dict[str, Path]:
+    """Copies of the tiny runs with re-drawn weights and a louder head, exported to ONNX: {task: folder}.
+
+    The tiny runs' hidden states barely vary between texts or tokens (training collapsed them), so
+    they predict one class or all 'O', and int8 rounding swamps what variation there is: any
+    comparison of backends or processes would pass (or fail) for the wrong reason. The copies'
+    encoder is re-drawn at random (std 0.2: states that differ between tokens and texts) and the
+    head reads the states' main directions of variation on the test set (centred, logits of a few
+    units): both sentiment classes with clear margins, many entities. Their results.json still
+    holds the tiny runs' scores, so tests compare backends with each other, not with results.json.
+    """
+    import shutil
+
+    import torch
+
+    from finetune_lab import inference
+    from finetune_lab.export import export_run
+
+    root = tmp_path_factory.mktemp("deploy-runs")
+    runs: dict[str, Path] = {}
+    for task in ("sentiment", "ner"):
+        folder = root / task
+        shutil.copytree(tiny_runs[task], folder, ignore=shutil.ignore_patterns("checkpoint-*", "onnx"))
+        run = inference.load_run(folder)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for module in run.model.bert.modules():
+                if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+                    module.weight.normal_(0.0, 0.2)
+            rows = inference.load_test_rows(run)
+            items = [r["tokens"] if task == "ner" else r["text"] for r in rows]
+            batch = {k: torch.as_tensor(v) for k, v in inference.encode(run, items).items()}
+            hidden = run.model.bert(**batch)
+            states = hidden.last_hidden_state[batch["attention_mask"].bool()] if task == "ner" else hidden.pooler_output
+            mean = states.mean(0)
+            directions = torch.linalg.svd(states - mean, full_matrices=False).Vh[: 4 if task == "ner" else 1]
+            head = run.model.classifier
+            weight = torch.randn(head.out_features, len(directions)) @ directions
+            if task == "sentiment":  # one direction, the two classes on either side of the mean
+                weight = torch.stack([directions[0], -directions[0]])
+            weight *= 3.0 / ((states - mean) @ weight.T).std()
+            head.weight.copy_(weight)
+            head.bias.copy_(-weight @ mean)
+        run.model.save_pretrained(folder)  # safetensors
+        export_run(folder)
+        runs[task] = folder
+    return runs

@@ -618,6 +618,56 @@ MUTANTS = [
         "        if False:\n",
         [DISTIL + "test_a_teacher_that_cannot_teach_is_a_one_line_error"],
     ),
+    # --- issue 15 (deploy) and issue 10 point 8: export, backends, service, predict.py lines ---
+    (
+        "deploy: ONNX export without dynamic axes",
+        "finetune_lab/export.py",
+        "dynamic_shapes={name: {0: batch, 1: sequence} for name in names},",
+        "dynamic_shapes=None,",
+        ["tests/test_export.py::test_export_agrees_with_pytorch_and_reloads"],
+    ),
+    (
+        "deploy: export check not enforced",
+        "finetune_lab/export.py",
+        "if not fp32_diff <= FP32_TOLERANCE:",
+        "if False:",
+        ["tests/test_export.py::test_a_failed_check_installs_nothing"],
+    ),
+    (
+        "deploy: --backend onnx ignores the int8 copy",
+        "finetune_lab/inference.py",
+        'backend = "onnx-int8" if (onnx_dir / ONNX_FILES["onnx-int8"]).exists() else "onnx-fp32"',
+        'backend = "onnx-fp32"',
+        ["tests/test_export.py::test_onnx_backend_takes_int8_when_exported"],
+    ),
+    (
+        "deploy: NER tags shift past a word with no sub-token",
+        "finetune_lab/inference.py",
+        "entities = tags_to_entities(tags, [words[w][1] for w in ids], scores, text)",
+        "entities = tags_to_entities(tags, [s for _, s in words[: len(ids)]], scores, text)",
+        ["tests/test_predict.py::test_ner_words_without_subtokens_do_not_shift_tags"],
+    ),
+    (
+        "deploy: predict.py drops blank lines",
+        "predict.py",
+        "    return lines\n",
+        "    return [line for line in lines if line.strip()]\n",
+        ["tests/test_predict.py::test_sentiment_jsonl_output_one_line_per_input_line"],
+    ),
+    (
+        "deploy: service accepts blank texts",
+        "finetune_lab/serving.py",
+        "        if not text.strip():",
+        "        if False:",
+        ["tests/test_serve.py::test_bad_requests_get_a_one_line_4xx"],
+    ),
+    (
+        "deploy: service validation errors become a 500",
+        "finetune_lab/serving.py",
+        'first = sorted(errors, key=lambda e: e.get("type") != "extra_forbidden")[0]',
+        'first = sorted(errors, key=lambda e: e.get("type") != "extra_forbidden")[9]',
+        ["tests/test_serve.py::test_bad_requests_get_a_one_line_4xx"],
+    ),
 ]
 
 

@@ -103,3 +103,17 @@ def test_plain_accelerate_launch_prints_no_wall_of_warnings(tmp_path):
     output = activated_accelerate(ROOT, f"{ROOT}/.venv", command, env, bin_dir)
     assert "usage: run.py" in output, output[-2000:]
     assert "had defaults used instead" not in output, output[:2000]
+
+
+def test_deploy_targets_pass_the_run_and_refuse_without_one():
+    assert make("-n", "export", "RUN=outputs/ner/r1")[-1] == ".venv/bin/python export.py outputs/ner/r1 "
+    assert make("-n", "serve", "RUN=outputs/ner/r1", "ARGS=--backend onnx")[-1] == (
+        ".venv/bin/python serve.py outputs/ner/r1 --backend onnx"
+    )
+    assert make("-n", "bench-predict", "RUN=r1", "STUDENT=r2")[-1].split() == (
+        ".venv/bin/python benchmarks/bench_predict.py r1 --student r2".split()
+    )
+    for target in ("export", "serve", "bench-predict"):
+        command = ["make", "-s", "-o", ".venv/.installed", target]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and f"make {target}: give the run folder" in done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -89,17 +90,89 @@ def test_ensemble_averages_probabilities(tiny_runs):
         inference.text_probabilities = original
 
 
-def test_sentiment_jsonl_output(tiny_runs, tmp_path):
-    (tmp_path / "in.txt").write_text("a fine film\n\n  dull and slow  \n")
+def test_sentiment_jsonl_output_one_line_per_input_line(tiny_runs, tmp_path, capsys):
+    (tmp_path / "in.txt").write_text("a fine film\n\n  dull and slow  \n   \nthe end\n")
     main([str(tiny_runs["sentiment"]), "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.jsonl")])
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert [r["text"] for r in records] == ["a fine film", "dull and slow"]  # blank lines skipped, text stripped
+    # line i answers line i; a blank line gets an empty prediction; text kept as given (offsets index into it)
+    assert [r["text"] for r in records] == ["a fine film", "", "  dull and slow  ", "   ", "the end"]
+    assert records[1] == {"text": "", "label": None, "probability": None, "probabilities": {}}
+    assert records[3]["label"] is None
+    assert "2 blank input line(s) (first: line 2): empty predictions written for them" in capsys.readouterr().err
     run = inference.load_run(tiny_runs["sentiment"])
-    probs = inference.text_probabilities(run, ["a fine film", "dull and slow"])
-    for record, p in zip(records, probs, strict=True):
+    texts = ["a fine film", "  dull and slow  ", "the end"]
+    probs = inference.text_probabilities(run, texts)
+    for record, p in zip([records[0], records[2], records[4]], probs, strict=True):
         assert sum(record["probabilities"].values()) == pytest.approx(1.0)
         assert record["label"] == run.task.label_names[int(p.argmax())]
         assert record["probability"] == pytest.approx(float(p.max()))
+
+
+def test_text_format_keeps_line_numbers_and_shows_progress_on_long_files(deploy_runs, tmp_path, capsys):
+    lines = [f"review number {i}, {'great' if i % 3 else 'awful'} film" if i % 50 else "" for i in range(400)]
+    (tmp_path / "long.txt").write_text("\n".join(lines) + "\n")
+    out = main([str(deploy_runs["sentiment"]), "--input", str(tmp_path / "long.txt"), "--batch_size", "32"])
+    captured = capsys.readouterr()
+    printed = captured.out.splitlines()
+    assert len(printed) == len(out["records"]) == 400
+    for line, text, record in zip(printed, lines, out["records"], strict=True):
+        assert line == ("" if not text else f"{record['label']}\t{record['probability']:.4f}\t{text}")
+    assert "8 blank input line(s) (first: line 1)" in captured.err
+    assert "predicting: 100%" in captured.err and "392/392" in captured.err  # tqdm's bar, on stderr
+    (tmp_path / "short.txt").write_text("a fine film\nthe end\n")
+    main([str(deploy_runs["sentiment"]), "--input", str(tmp_path / "short.txt")])
+    assert "predicting" not in capsys.readouterr().err  # a short file: no bar
+
+
+def entity_spans(record: dict) -> list[tuple]:
+    return [(e["type"], e["start"], e["end"]) for e in record["entities"]]
+
+
+@pytest.mark.parametrize("task", ["sentiment", "ner"])
+def test_onnx_backends_predict_and_score_like_torch(deploy_runs, task, capsys, monkeypatch):
+    folder = str(deploy_runs[task])
+    run = inference.load_run(folder)
+    rows = inference.load_test_rows(run)
+    texts = [" ".join(r["tokens"]) if run.is_token_task else r["text"] for r in rows]
+    outputs = {}
+    for backend in ("torch", "onnx-fp32", "onnx-int8"):
+        monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(texts) + "\n"))
+        outputs[backend] = main([folder, "--backend", backend, "--evaluate", "--format", "jsonl"])
+    err = capsys.readouterr().err
+    metric = run.results["main_metric"]
+    torch_out, fp32_out, int8_out = outputs["torch"], outputs["onnx-fp32"], outputs["onnx-int8"]
+    assert fp32_out["test"] == pytest.approx(torch_out["test"], abs=1e-6)  # the same scores on the test set
+    assert f"run ({task}, onnx-fp32): test {metric} {torch_out['test'][metric]:.4f}" in err
+    assert "backend onnx-int8: " in err and "model.int8.onnx" in err
+    key = entity_spans if run.is_token_task else (lambda record: record["label"])
+    torch_labels = [key(r) for r in torch_out["records"]]
+    assert [key(r) for r in fp32_out["records"]] == torch_labels
+    assert len({str(k) for k in torch_labels}) > 1  # the loud head gives varied predictions
+    if run.is_token_task:
+        assert sum(len(k) for k in torch_labels) >= 10  # entities to compare, not a few
+    # int8 approximates: nearly the same labels, most of the same entities
+    int8_labels = [key(r) for r in int8_out["records"]]
+    if run.is_token_task:
+        kept = sum(len(set(a) & set(b)) for a, b in zip(torch_labels, int8_labels, strict=True))
+        assert kept / sum(len(k) for k in torch_labels) >= 0.75
+    else:
+        assert np.mean([a == b for a, b in zip(torch_labels, int8_labels, strict=True)]) >= 0.9
+
+
+def test_ner_words_without_subtokens_do_not_shift_tags(deploy_runs):
+    """A zero-width space is a word to the pre-tokenizer but has no sub-token: tags stay on their own words."""
+    run = inference.load_run(deploy_runs["ner"])
+    plain = "Peter Blackburn visited Brussels with Jean Dupont of Acme Corp in New York"
+    odd = plain.replace("Peter ", "Peter \u200b ").replace("with ", "with \u200b ")
+    a, b = inference.label_texts([run], [plain, odd])
+    assert len(a["entities"]) >= 2  # the loud head finds entities here
+    # the model sees the same sub-tokens, so the same entities, with the zero-width words inside their spans
+    assert [(e["type"], e["text"].replace(" \u200b", ""), round(e["score"], 5)) for e in b["entities"]] == [
+        (e["type"], e["text"], round(e["score"], 5)) for e in a["entities"]
+    ]
+    assert b["words_not_labelled"] == 2 and "words_not_labelled" not in a
+    for entity in b["entities"]:
+        assert odd[entity["start"] : entity["end"]] == entity["text"]
 
 
 def test_ner_text_output_has_character_spans(tiny_runs, capsys, monkeypatch):
