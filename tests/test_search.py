@@ -33,7 +33,7 @@ def tiny(model: Path, train: int = 32, dev: int = 16, test: int = 8, epochs: int
     """run.py options for a run of seconds."""
     return [
         *("--model_name_or_path", str(model), "--max_train_samples", str(train), "--max_eval_samples", str(dev)),
-        *("--max_test_samples", str(test), "--num_train_epochs", str(epochs), "--per_device_train_batch_size", "16"),
+        *("--max_predict_samples", str(test), "--num_train_epochs", str(epochs), "--per_device_train_batch_size", "16"),
         *("--report_to", "none", "--disable_tqdm", "true", "--logging_steps", "4"),
     ]
 
