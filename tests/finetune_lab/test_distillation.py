@@ -93,16 +93,9 @@ def _decisive_copy(run: Path, folder: Path) -> Path:
     return folder
 
 
-NER_AFTER_MERGE = pytest.mark.xfail(
-    reason="open: after the issue-10 merge the NER student ends no closer to its teacher than gold-only training "
-    "(KL 0.56 vs 0.53 in CI; 0.33x on the distill branch): the token-level teacher targets need checking",
-    strict=False,
-)
-
-
 @pytest.mark.parametrize(
     "task_class",
-    [MovieReviewSentiment, pytest.param(ConllNer, marks=NER_AFTER_MERGE)],
+    [MovieReviewSentiment, ConllNer],
     ids=["sentiment", "ner"],
 )
 def test_distillation_moves_the_student_toward_its_teacher_and_saves_a_normal_run(
@@ -114,7 +107,10 @@ def test_distillation_moves_the_student_toward_its_teacher_and_saves_a_normal_ru
     held_out = task_class().load_embedded(DataReport())["test"][-64:]  # the runs score the first 50 test rows
     common = ["--task", name, "--model_name_or_path", str(tiny_model_dir), "--student_layers", "1"]
     common += [*SIZES[name], *TINY_TRAINING, *QUIET]
-    distilled = main([*common, "--teacher", str(teacher_dir), "--output_dir", "runs/distilled"])
+    # alpha 0.9: mostly the teacher's targets, so a few tiny steps move the student unmistakably (at the default
+    # 0.5 the gold term pulls as hard, and distilled vs gold-only varied from 0.33x to 1.06x between runs)
+    teacher_options = ["--teacher", str(teacher_dir), "--distill_alpha", "0.9"]
+    distilled = main([*common, *teacher_options, "--output_dir", "runs/distilled"])
     main([*common, "--output_dir", "runs/gold"])
 
     set_seed(7)  # the student as it starts: the first layer of the pretrained encoder, a fresh head
@@ -128,22 +124,26 @@ def test_distillation_moves_the_student_toward_its_teacher_and_saves_a_normal_ru
     }
     print(name, kl)
     assert kl["distilled"] < 0.7 * kl["start"], kl
-    # closer than gold-only training. The margin varies from run to run on 2 threads (tiny runs train a little
-    # differently each time: distilled / gold-only seen 0.33 to 0.96), so only "closer" is asserted; to tighten.
-    assert kl["distilled"] < kl["gold only"], kl
+    assert kl["distilled"] < 0.7 * kl["gold only"], kl  # and clearly closer than gold-only training
 
     # A normal run folder: results.json says what was distilled from what; predict.py and pipeline() load it.
     saved = json.loads(Path("runs/distilled/results.json").read_text())
     record = saved["distillation"]
     assert [t["run"] for t in record["teachers"]] == [str(teacher_dir)]
-    assert record["alpha"] == 0.5 and record["temperature"] == 2.0 and record["student_layers"] == 1
+    assert record["alpha"] == 0.9 and record["temperature"] == 2.0 and record["student_layers"] == 1
     assert record["student_parameters"] == saved["parameters"] < record["teachers"][0]["parameters"]
     assert record["level"] == ("token" if name == "ner" else "text")
     assert saved["options"]["distill"]["teacher"] == str(teacher_dir) and distilled["test"] == saved["test"]
     student = load_run("runs/distilled")
     assert student.model.config.num_hidden_layers == 1
     kind = "token-classification" if name == "ner" else "text-classification"
-    assert pipeline(kind, model="runs/distilled")("EU rejects German call to boycott British lamb")
+    sentence = "EU rejects German call to boycott British lamb"
+    if name == "ner":  # every token with its label, O included (a tiny student may find no entity at all)
+        tagged = pipeline(kind, model="runs/distilled", ignore_labels=[])(sentence)
+        assert len(tagged) == len(student.tokenizer.tokenize(sentence))
+        assert {t["entity"] for t in tagged} <= set(student.task.label_names)
+    else:
+        assert pipeline(kind, model="runs/distilled")(sentence)[0]["label"] in student.task.label_names
     assert json.loads(Path("runs/gold/results.json").read_text())["distillation"] is None
 
 
