@@ -176,3 +176,19 @@ def test_extra_and_perturbed_scores_land_beside_test_in_results_wandb_and_compar
         saved["perturbed_eval"]["typos:0.3"]["accuracy"]
     )
     assert isinstance(wandb_runs, pd.DataFrame)
+
+
+def test_extra_eval_repeats_add_up_and_the_command_line_replaces_the_experiment_file(tmp_path):
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.csv").write_text("text,label\ngood,positive\n")
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(f"extra_eval: [a={tmp_path / 'a.csv'}]\nperturbed_eval: [typos:0.1]\n")
+    base = ["--task", "sentiment", "--experiment", str(experiment)]
+    assert parse_arguments(base).data.extra_eval == [f"a={tmp_path / 'a.csv'}"]
+    data = parse_arguments(
+        [*base, "--extra_eval", f"b={tmp_path / 'b.csv'}", "--extra_eval", f"c={tmp_path / 'c.csv'}"]
+    ).data
+    assert data.extra_eval == [f"b={tmp_path / 'b.csv'}", f"c={tmp_path / 'c.csv'}"]  # both kept, a replaced
+    assert data.perturbed_eval == ["typos:0.1"]  # from the file, not given on the command line
+    with pytest.raises(UsageError, match="--extra_eval b: expected NAME=FILE"):
+        parse_arguments([*base, "--extra_eval", f"a={tmp_path / 'a.csv'}", "--extra_eval", "b"])
