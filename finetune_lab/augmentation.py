@@ -285,5 +285,6 @@ def report_line(record: dict) -> str:
     return (
         f"  train      +{record['added']} augmented copies (--augment {','.join(record['ops'])}, "
         f"{record['copies']} per example, rate {record['rate']:g}, seed {record['seed']}: {ops}{left}), "
-        f"made from the {record['original']} examples used (after --max_train_samples): trains on {total}"
+        f"made from the {record['original']} training examples used (after any --max_train_samples): "
+        f"trains on {total}"
     )
