@@ -256,9 +256,10 @@ def run_from_results(data: dict[str, Any], path: str, source: str = "results.jso
     }
 
 
-def robust_columns(frame: pd.DataFrame) -> list[str]:
-    """The frame's columns of --extra_eval / --perturbed_eval scores (per run or as <column>_mean), sorted."""
-    return sorted({c.removesuffix("_mean") for c in frame.columns if c.startswith(ROBUST) and not c.endswith("_std")})
+def robust_columns(frame: pd.DataFrame, grouped: bool = False) -> list[str]:
+    """The --extra_eval / --perturbed_eval score columns of a runs frame, or of seed groups (<column>_mean/_std)."""
+    columns = [c for c in frame.columns if c.startswith(ROBUST)]
+    return sorted(c.removesuffix("_mean") for c in columns if c.endswith("_mean")) if grouped else sorted(columns)
 
 
 def _runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -428,7 +429,7 @@ def leaderboard_rows(groups: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         f"test {metric}": _mean_std(groups, "test"),
         **{  # --extra_eval / --perturbed_eval sets some run of this board was scored on
             f"{column.removeprefix(ROBUST)} {metric}": _mean_std(groups, column)
-            for column in robust_columns(groups)
+            for column in robust_columns(groups, grouped=True)
             if groups[f"{column}_mean"].notna().any()
         },
         "train s": _mean_std(groups, "train_seconds", 1),
@@ -444,7 +445,7 @@ def render(groups: pd.DataFrame, fmt: str) -> str:
     """
     if fmt == "csv":
         with_names = groups.assign(runs=groups["runs"].str.join(";"), experiment=groups["experiment_name"])
-        robust = [f"{column}_{stat}" for column in robust_columns(groups) for stat in ("mean", "std")]
+        robust = [f"{column}_{stat}" for column in robust_columns(groups, grouped=True) for stat in ("mean", "std")]
         return with_names[[*CSV_COLUMNS, *robust]].to_csv(index=False, lineterminator="\n")
     parts = []
     for task, board in groups.groupby("task", sort=False):

@@ -192,3 +192,28 @@ def test_extra_eval_repeats_add_up_and_the_command_line_replaces_the_experiment_
     assert data.perturbed_eval == ["typos:0.1"]  # from the file, not given on the command line
     with pytest.raises(UsageError, match="--extra_eval b: expected NAME=FILE"):
         parse_arguments([*base, "--extra_eval", f"a={tmp_path / 'a.csv'}", "--extra_eval", "b"])
+
+
+def test_compare_averages_each_robustness_set_over_seeds_whatever_its_name():
+    def record(seed: int, score: float, with_sets: bool = True) -> dict:
+        sets = {"extra_eval": {"web_std": {"f1": score}}, "perturbed_eval": {"typos:0.1": {"f1": score / 2}}}
+        return {
+            "task": "ner",
+            "main_metric": "f1",
+            "seed": seed,
+            "run_name": f"r{seed}",
+            "test": {"f1": 0.9},
+            **(sets if with_sets else {}),
+        }
+
+    rows = [compare.run_from_results(record(seed, 0.5 + seed / 10), f"r{seed}/results.json") for seed in (1, 2)]
+    groups = compare.group_runs(compare._runs_frame(rows))
+    assert len(groups) == 1 and groups.iloc[0]["robust:web_std_mean"] == pytest.approx(0.65)
+    header, table = compare.leaderboard_rows(compare.sort_groups(groups))
+    assert header[header.index("test f1") + 1 : header.index("test f1") + 3] == ["typos:0.1 f1", "web_std f1"]
+    assert table[0][header.index("web_std f1")] == "0.6500 ± 0.0707"
+    csv_header = compare.render(compare.sort_groups(groups), "csv").splitlines()[0]
+    assert csv_header.endswith("robust:typos:0.1_mean,robust:typos:0.1_std,robust:web_std_mean,robust:web_std_std")
+    # a run without the sets: no columns for them
+    plain = compare.group_runs(compare._runs_frame([compare.run_from_results(record(1, 0.5, False), "p")]))
+    assert "typos:0.1 f1" not in compare.leaderboard_rows(compare.sort_groups(plain))[0]
