@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None, callbacks: Sequence[Any] = ()) -> dict[s
 def train_and_report(
     args: Any, run_dir: Path, code_state: dict[str, Any], callbacks: Sequence[Any] = ()
 ) -> dict[str, Any]:
-    from finetune_lab import wandb_logging
+    from finetune_lab import robustness, wandb_logging
     from finetune_lab.callbacks import EpochTimer
     from finetune_lab.distillation import prepare_distillation
     from finetune_lab.hardware import peak_memory_mb
@@ -133,6 +133,7 @@ def train_and_report(
         with wandb_logging.off_the_curves(trainer):
             dev = trainer.evaluate() if "validation" in tokenized else {}
             test_output = trainer.predict(tokenized["test"], metric_key_prefix="test") if "test" in tokenized else None
+            robust = robustness.evaluate(trainer, prepared.robustness)  # --extra_eval, --perturbed_eval
         test = test_output.metrics if test_output is not None else {}
 
         # 6. save: best model + tokenizer + label maps (in config.json), loadable by pipeline()
@@ -156,7 +157,7 @@ def train_and_report(
         "peak_memory_mb": peak_memory_mb(),
     }
     config["training_overrides"] = training_report(args, trainer.args)  # as Trainer ran it (report_to may shrink)
-    results = redact(run_results(config, trainer, dev, test, train, history, code_state))
+    results = redact(run_results(config, trainer, dev, test, train, history, code_state, robust))
     # What HF users look for, before results.json (the run's full record, and its mark of being finished).
     remove_stale_hf_files(run_dir)
     save_hf_metrics(trainer, train_metrics, dev, test, config["data"]["used"])
@@ -178,7 +179,7 @@ def train_and_report(
     wandb_logging.finish(wandb_run)
     scored = [
         f"{split} {main_metric} {shown(results[split].get(main_metric))}" for split in ("dev", "test") if results[split]
-    ]
+    ] + robustness.scored_parts(results, main_metric)
     summary = f"{task.name}: " + (", ".join(scored) or "nothing scored (--do_eval false, --do_predict false)")
     print(f"\n{summary}; results in {run_dir / 'results.json'}")
     if chance_note:

@@ -23,8 +23,20 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from finetune_lab import augmentation, robustness
 from finetune_lab.errors import OneLineErrors, UsageError, did_you_mean
 from finetune_lab.hardware import loader_defaults, precision_defaults
+
+
+class Repeatable(argparse.Action):
+    """A list option that may be given several times: `--x a --x b c` is [a, b, c]. The first use on the
+    command line replaces the default (an experiment file's list), as every option's does; argparse's
+    own `nargs='+'` would keep only the last use, silently."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        current = getattr(namespace, self.dest, None)
+        start = [] if current is None or current is self.default else list(current)
+        setattr(namespace, self.dest, [*start, *values])
 
 
 @dataclass
@@ -160,6 +172,40 @@ class DataArguments:
     )
     overwrite_cache: bool = field(
         default=False, metadata={"help": "Tokenize anew, replacing what the tokenized cache holds."}
+    )
+    # Augmentation and robustness evaluation (finetune_lab/augmentation.py, robustness.py; docs/techniques.md)
+    augment: str | None = field(
+        default=None,
+        metadata={
+            "help": "Add augmented copies of the training examples used (after --max_train_samples; dev and test "
+            "untouched), seeded by --seed: text classification swap,delete,insert,replace; NER mention,replace."
+        },
+    )
+    augment_copies: int | None = field(
+        default=None, metadata={"help": "--augment: copies per training example (default 1)."}
+    )
+    augment_rate: float | None = field(
+        default=None,
+        metadata={"help": "--augment: share of words (NER: of tokens or mentions) each op changes (default 0.1)."},
+    )
+    extra_eval: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "NAME=FILE: also score the final model on this labelled file (the --test_file formats); "
+            "repeatable.",
+            "action": Repeatable,
+        },
+    )
+    perturbed_eval: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "KIND:RATE[,...]: also score on a perturbed copy of the test split; typos (character edits "
+            "inside words) or words (dropped and swapped words; NER: O tokens); rate in (0, 1]; repeatable.",
+            "action": Repeatable,
+        },
+    )
+    perturbed_eval_seed: int = field(
+        default=0, metadata={"help": "--perturbed_eval: seed of the perturbation (the same copy for every run)."}
     )
 
 
@@ -780,7 +826,9 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
     resume_request(run, training)
     check_values(run, model, data, training)
     check_distillation(model, distill, training)
+    robustness.check_options(data, training, explicit)
     task = task_class(task_options, data.labels)
+    augmentation.check_options(data, training, task)
     return ParsedArguments(run, model, data, task_options, training, task, sources, followed, hf, distill=distill)
 
 

@@ -73,6 +73,10 @@ EXPERIMENT_OPTIONS = (
     "options.data.shuffle_seed",
     "options.model.config_name",
     "options.model.tokenizer_name",
+    # More training examples made from the training split (--augment; their draws follow the seed).
+    "options.data.augment",
+    "options.data.augment_copies",
+    "options.data.augment_rate",
     # How long training goes on.
     "options.run.early_stopping_patience",
     # The optimisation itself.
@@ -117,6 +121,9 @@ SHOWN = {
 }
 # Per-run numbers that a seed group reports as mean and sample std.
 MEASURED = ("dev", "test", "train_seconds", "samples_per_second")
+# Scores on the --extra_eval and --perturbed_eval sets (results.json sections): one more measured column
+# per set name, ROBUST + name ('robust:typos:0.1'), shown after test where a leaderboard's runs have it.
+ROBUST_SECTIONS, ROBUST = ("extra_eval", "perturbed_eval"), "robust:"
 RUN_INFO = (
     "path", "source", "task", "name", "model", "seed", "main_metric", "greater_is_better", "tags", "data",
     "experiment_name",
@@ -237,6 +244,11 @@ def run_from_results(data: dict[str, Any], path: str, source: str = "results.jso
         "test": _number(_option(data, "test", metric)),
         "train_seconds": _number(_option(data, "train", "seconds")),
         "samples_per_second": _number(_option(data, "train", "samples_per_second")),
+        **{
+            f"{ROBUST}{name}": _number(_option(scores, metric))
+            for section in ROBUST_SECTIONS
+            for name, scores in (data.get(section) or {}).items()
+        },
         **{short: _option(data, *path.split(".")) for short, path in SHOWN.items()},
         "dev_history": list(data.get("dev_history") or []),
         "train_history": list(data.get("train_history") or []),
@@ -244,9 +256,17 @@ def run_from_results(data: dict[str, Any], path: str, source: str = "results.jso
     }
 
 
+def robust_columns(frame: pd.DataFrame, grouped: bool = False) -> list[str]:
+    """The --extra_eval / --perturbed_eval score columns of a runs frame, or of seed groups (<column>_mean/_std)."""
+    columns = [c for c in frame.columns if c.startswith(ROBUST)]
+    return sorted(c.removesuffix("_mean") for c in columns if c.endswith("_mean")) if grouped else sorted(columns)
+
+
 def _runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per run. Object columns keep option values as written (batch 32 stays 32, not 32.0)."""
-    return pd.DataFrame(rows, columns=list(RUN_COLUMNS), dtype=object).astype(dict.fromkeys(MEASURED, float))
+    robust = sorted({key for row in rows for key in row if key.startswith(ROBUST)})
+    frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *robust], dtype=object)
+    return frame.astype(dict.fromkeys([*MEASURED, *robust], float))
 
 
 def load_runs(root: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -288,8 +308,15 @@ def load_wandb_runs(wandb_dir: Path) -> tuple[pd.DataFrame, list[str]]:
             record = json.loads(done.stdout)
             config, summary = record.get("config") or {}, record.get("summary") or {}
             metric = config.get("main_metric")
+            robust: dict[str, dict[str, Any]] = {}
+            for key, value in summary.items():  # log_final's extra_eval/NAME/<metric>, perturbed_eval/KIND:RATE/...
+                section, _, rest = str(key).partition("/")
+                name, _, score = rest.rpartition("/")
+                if section in ROBUST_SECTIONS and name and "/" not in name and score == metric:  # not per_class/...
+                    robust.setdefault(section, {})[name] = {metric: value}
             data = {
                 **config,
+                **robust,
                 # the kept model's final dev score; eval/<metric> is the last curve point (older runs: both)
                 "dev": {metric: summary.get(f"eval/best_{metric}", summary.get(f"eval/{metric}"))},
                 "test": {metric: summary.get(f"test/{metric}")},
@@ -333,6 +360,7 @@ def group_runs(runs: pd.DataFrame, by_seed: bool = True) -> pd.DataFrame:
     several ways), and <measure>_mean / <measure>_std (sample std, n - 1; NaN for one seed).
     """
     keys = ["task", "experiment" if by_seed else "path"]
+    measured = [*MEASURED, *robust_columns(runs)]
     return (
         runs.groupby(keys, sort=False)
         .agg(
@@ -341,7 +369,7 @@ def group_runs(runs: pd.DataFrame, by_seed: bool = True) -> pd.DataFrame:
             n=("name", "size"),
             experiment_name=("experiment_name", lambda names: ", ".join(sorted(set(names)))),
             **{column: (column, "first") for column in ("model", "data", "main_metric", "greater_is_better", *SHOWN)},
-            **{f"{column}_{stat}": (column, stat) for column in MEASURED for stat in ("mean", "std")},
+            **{f"{column}_{stat}": (column, stat) for column in measured for stat in ("mean", "std")},
         )
         .reset_index()
     )
@@ -399,6 +427,11 @@ def leaderboard_rows(groups: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         "n": groups["n"].astype(str),
         f"dev {metric}": _mean_std(groups, "dev"),
         f"test {metric}": _mean_std(groups, "test"),
+        **{  # --extra_eval / --perturbed_eval sets some run of this board was scored on
+            f"{column.removeprefix(ROBUST)} {metric}": _mean_std(groups, column)
+            for column in robust_columns(groups, grouped=True)
+            if groups[f"{column}_mean"].notna().any()
+        },
         "train s": _mean_std(groups, "train_seconds", 1),
         "samples/s": _mean_std(groups, "samples_per_second", 1),
     }
@@ -412,7 +445,8 @@ def render(groups: pd.DataFrame, fmt: str) -> str:
     """
     if fmt == "csv":
         with_names = groups.assign(runs=groups["runs"].str.join(";"), experiment=groups["experiment_name"])
-        return with_names[CSV_COLUMNS].to_csv(index=False, lineterminator="\n")
+        robust = [f"{column}_{stat}" for column in robust_columns(groups, grouped=True) for stat in ("mean", "std")]
+        return with_names[[*CSV_COLUMNS, *robust]].to_csv(index=False, lineterminator="\n")
     parts = []
     for task, board in groups.groupby("task", sort=False):
         header, rows = leaderboard_rows(board)

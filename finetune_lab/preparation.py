@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from finetune_lab.errors import UsageError
@@ -19,6 +19,7 @@ class Prepared:
     tokenized: Any  # DatasetDict: train, and validation / test where they are scored
     truncation: dict[str, dict[str, int]]
     notes: list[str]
+    robustness: Any = field(default=None)  # robustness.RobustnessSets: --extra_eval, --perturbed_eval, tokenized
 
 
 def scored_splits(args: Any, data: Any) -> tuple[str, ...]:
@@ -41,9 +42,11 @@ def scored_splits(args: Any, data: Any) -> tuple[str, ...]:
 
 def prepare(args: Any) -> Prepared:
     """Steps 2 and 3: load the data, build the model (a from-scratch vocabulary comes from the whole
-    training split), limit and tokenize the splits this run uses."""
+    training split), limit the splits this run uses, augment its training examples (--augment), tokenize
+    them and the more sets scored at the end (--extra_eval, --perturbed_eval)."""
     from datasets import DatasetDict
 
+    from finetune_lab import augmentation, robustness
     from finetune_lab.modeling import build_model, check_max_seq_length
     from finetune_lab.tokenization import limit_samples, tokenize_splits
 
@@ -54,12 +57,18 @@ def prepare(args: Any) -> Prepared:
     check_max_seq_length(built, args.data.max_seq_length)
     used = scored_splits(args, data)
     splits, notes = limit_samples(DatasetDict({s: data.splits[s] for s in used}), args.data)
+    settings = augmentation.check_options(args.data, training, task)
+    if settings is not None and "train" in splits:  # after the limits: N examples and their copies
+        splits["train"], data.report.augmentation = augmentation.augment_train(
+            task, splits["train"], settings, training.seed
+        )
     if training.do_predict and "test" not in data.splits:
         notes.append("  test: this data has no test split (--test_file): nothing scored at the end")
     notes += [f"  {split}: {why}" for split, why in skipped_splits(args).items()]
     with training.main_process_first(desc="tokenizing"):
         tokenized, truncation = tokenize_splits(task, splits, built.tokenizer, args.data)
-    return Prepared(data, task, built, splits, tokenized, truncation, notes)
+    robust = robustness.prepare_sets(args, task, splits, built.tokenizer, data.report)
+    return Prepared(data, task, built, splits, tokenized, truncation, notes, robust)
 
 
 def skipped_splits(args: Any) -> dict[str, str]:

@@ -32,6 +32,10 @@ class DataReport:
     checksums: dict[str, str] = field(default_factory=dict)
     # Rows kept but changed on the way in (recovered, repaired): counted like drops, never silent.
     repaired: dict[str, Counter] = field(default_factory=dict)
+    # --augment: the copies added to the training split (augmentation.augmented_rows' record)
+    augmentation: dict = field(default_factory=dict)
+    # --extra_eval / --perturbed_eval: the more sets the final model is scored on, {name: what it is}
+    robustness: dict[str, dict] = field(default_factory=dict)
 
     def drop(self, split: str, reason: str, count: int = 1) -> None:
         self.dropped.setdefault(split, Counter())[reason] += count
@@ -46,6 +50,8 @@ class DataReport:
             "dropped": {split: dict(reasons) for split, reasons in self.dropped.items() if reasons},
             "checksums": dict(self.checksums),
             "repaired": {split: dict(what) for split, what in self.repaired.items() if what},
+            **({"augmentation": dict(self.augmentation)} if self.augmentation else {}),
+            **({"robustness": {name: dict(info) for name, info in self.robustness.items()}} if self.robustness else {}),
         }
 
     def lines(self) -> list[str]:
@@ -58,6 +64,14 @@ class DataReport:
         for split, what in self.repaired.items():
             if what:
                 out.append(f"  {split:<10} repaired: " + ", ".join(f"{n} {w}" for w, n in sorted(what.items())))
+        if self.augmentation:
+            from finetune_lab.augmentation import report_line
+
+            out.append(report_line(self.augmentation))
+        if self.robustness:
+            from finetune_lab.robustness import report_lines
+
+            out += report_lines(self.robustness)
         return out
 
 

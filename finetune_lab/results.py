@@ -364,8 +364,10 @@ def run_results(
     train: dict[str, Any],
     history: list[dict],
     code_state: dict[str, Any],
+    robust: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The finished run's record: its config, final dev and test scores, histories and timings.
+    """The finished run's record: its config, final dev and test scores, histories and timings;
+    `robust`: the --extra_eval / --perturbed_eval scores ({"extra_eval": {name: metrics}, ...}), beside test.
 
     Strict JSON: an undefined score (NaN, e.g. ROC-AUC of a one-class test set) is None, and
     `undefined` says why, keyed by where it is ("test.roc_auc").
@@ -374,6 +376,7 @@ def run_results(
         **config,
         "dev": {k.removeprefix("eval_"): v for k, v in dev.items()},
         "test": {k.removeprefix("test_"): v for k, v in test.items()},
+        **(robust or {}),
         "dev_history": [e for e in history if "eval_loss" in e],
         "train_history": [e for e in history if "loss" in e],
         "best_checkpoint": trainer.state.best_model_checkpoint,

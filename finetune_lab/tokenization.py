@@ -73,8 +73,11 @@ def tokenized_cache_key(task: Any, splits: DatasetDict, tokenizer: PreTrainedTok
     Data: `datasets`' own content fingerprint of each split (deterministic for `from_list` rows and
     updated by `select`, so sample limits count). Tokenizer: its full serialized state (vocabulary,
     normalizer, special tokens), not its name. Code: the task module and its family's preprocessing.
+    --augment copies are made before tokenizing, so the training split's fingerprint covers their rows
+    (and so --seed); the augmentation options are in the key too, so that no cache is ever shared across them.
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)
+    augment = [getattr(data_args, name, None) for name in ("augment", "augment_copies", "augment_rate")]
     parts = {
         "format": CACHE_FORMAT,
         "task": f"{type(task).__module__}.{type(task).__qualname__}",
@@ -84,6 +87,7 @@ def tokenized_cache_key(task: Any, splits: DatasetDict, tokenizer: PreTrainedTok
         "tokenizer": [type(tokenizer).__name__, _tokenizer_digest(backend)],
         "max_seq_length": data_args.max_seq_length,
         "label_all_tokens": getattr(data_args, "label_all_tokens", False),
+        **({"augment": augment} if augment[0] else {}),  # absent without --augment: older caches stay valid
         "code": [
             _file_digest(inspect.getsourcefile(type(task))),
             _file_digest(str(Path(__file__).with_name("families.py"))),

@@ -276,17 +276,21 @@ TRAIN_KEYS = {"loss": "train/mean_loss"}
 
 def log_final(run, results: dict[str, Any], test_output: Any = None, model_dir: Path | None = None) -> None:
     """At the end of a run, into the summary: the kept model's final dev scores (`eval/best_<metric>`),
-    test scores (`test/<metric>`, `test/main`), per-class tables, the test confusion matrix
+    test scores (`test/<metric>`, `test/main`), the --extra_eval and --perturbed_eval scores
+    (`extra_eval/NAME/<metric>`, `perturbed_eval/KIND:RATE/<metric>`), per-class tables, the test confusion matrix
     (classification), data counts, speed, mean train loss and peak memory; with model_dir, the saved
     best model as an artifact."""
     import wandb
 
     if run is None:
         return
-    for prefix, metrics in (("eval/best_", results.get("dev") or {}), ("test/", results.get("test") or {})):
+    scored = [("eval/best_", results.get("dev") or {}), ("test/", results.get("test") or {})]
+    for section in ("extra_eval", "perturbed_eval"):  # --extra_eval NAME / --perturbed_eval KIND:RATE, beside test
+        scored += [(f"{section}/{name}/", metrics) for name, metrics in (results.get(section) or {}).items()]
+    for prefix, metrics in scored:
         # `epoch` is when the final evaluation ran, not the best epoch (that is eval/main_best_epoch)
         run.summary.update({f"{prefix}{k}": v for k, v in metrics.items() if _is_number(v) and k != "epoch"})
-        rows = per_class_rows(metrics)
+        rows = per_class_rows(metrics) if prefix in ("eval/best_", "test/") else {}  # robust sets: numbers only
         if rows:
             table = wandb.Table(columns=["class", "precision", "recall", "f1", "support"])
             for name, row in rows.items():

@@ -26,7 +26,38 @@ BENCH = "tests/benchmarks/test_bench_progress.py::"
 HFO = "tests/test_run_hf_options.py::"
 HF_PROBE = HFO + "test_hf_script_option_is_honoured_or_rejected"
 DISTIL = "tests/finetune_lab/test_distillation.py::"
+AUG = "tests/finetune_lab/test_augmentation.py::"
+ROBUST = "tests/finetune_lab/test_robustness.py::"
 MUTANTS = [
+    (
+        "augment: dev augmented too",
+        "finetune_lab/preparation.py",
+        '            task, splits["train"], settings, training.seed\n        )\n',
+        '            task, splits["train"], settings, training.seed\n        )\n'
+        '        splits["validation"], _ = augmentation.augment_train(task, splits["validation"], settings, 0)\n',
+        [AUG + "test_augment_adds_copies_to_train_only_and_keys_the_cache"],
+    ),
+    (
+        "augment: the seed is ignored",
+        "finetune_lab/augmentation.py",
+        'rng = random.Random(f"augment:{seed}")',
+        'rng = random.Random("augment")',
+        [AUG + "test_augmentation_is_deterministic_per_seed_and_counted"],
+    ),
+    (
+        "augment: NER mention replaced without its tags",
+        "finetune_lab/augmentation.py",
+        "tokens[start:end], tags[start:end] = list(new_tokens), list(new_tags)",
+        "tokens[start:end] = list(new_tokens)",
+        [AUG + "test_ner_mention_replacement_keeps_tags_aligned_valid_and_typed"],
+    ),
+    (
+        "robustness: the perturbed set is the test split itself",
+        "finetune_lab/robustness.py",
+        'sets[key] = Dataset.from_list(rows, features=splits["test"].features)',
+        'sets[key] = splits["test"]',
+        [ROBUST + "test_ner_sets_are_read_with_the_task_reader_and_tokenized_before_training"],
+    ),
     (
         "search objective scores the test split",
         "finetune_lab/search.py",
