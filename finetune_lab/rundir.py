@@ -339,7 +339,7 @@ def save_model_atomically(trainer: Any, run_dir: Path) -> None:
     from finetune_lab.peft_tuning import ADAPTER_DIR, is_peft_model, save_adapter_and_merge
 
     staging = run_dir / ".saving-model"
-    if is_peft_model(trainer.model):
+    if is_peft_model(getattr(trainer, "model", None)):
         save_adapter_and_merge(trainer, staging)
     trainer.save_model(str(staging))  # main process writes; others return
     if trainer.args.process_index != 0:
