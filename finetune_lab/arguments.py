@@ -766,7 +766,7 @@ def _given(options: Any, names: tuple[str, ...]) -> list[str]:
     return [name for name in names if getattr(options, name) is not None]
 
 
-def check_peft(peft: PeftArguments) -> None:
+def check_peft(peft: PeftArguments, do_train: bool = True) -> None:
     """--peft and the lora_* options: an unknown method, or an option its method does not take, is an error."""
     method = peft.peft.strip().lower() if peft.peft else None
     if method in PROMPT_METHODS:
@@ -777,6 +777,10 @@ def check_peft(peft: PeftArguments) -> None:
     if method is not None and method not in PEFT_METHODS:
         raise UsageError(f"--peft {peft.peft}: unknown method; choose one of {', '.join(PEFT_METHODS)}")
     peft.peft = method
+    if method and not do_train:
+        raise UsageError(
+            f"--peft {method} with --do_train false: there is nothing to train; leave out one or the other"
+        )
     lora = _given(peft, ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"))
     if lora and method != "lora":
         raise UsageError(f"--{lora[0]} applies only with --peft lora" + (f", not --peft {method}" if method else ""))
@@ -793,12 +797,16 @@ def check_peft(peft: PeftArguments) -> None:
         peft.lora_target_modules = names
 
 
-def check_adversarial(adversarial: AdversarialArguments) -> None:
+def check_adversarial(adversarial: AdversarialArguments, do_train: bool = True) -> None:
     """--adversarial and the adv_* options: unknown methods, impossible values, options without effect are errors."""
     method = adversarial.adversarial.strip().lower() if adversarial.adversarial else None
     if method is not None and method not in ADVERSARIAL_METHODS:
         raise UsageError(f"--adversarial {adversarial.adversarial}: unknown method; choose fgm or pgd")
     adversarial.adversarial = method
+    if method and not do_train:
+        raise UsageError(
+            f"--adversarial {method} with --do_train false: there is nothing to train; leave out one or the other"
+        )
     given = _given(adversarial, ("adv_epsilon", "adv_steps", "adv_alpha"))
     if given and method is None:
         raise UsageError(f"--{given[0]} applies only with --adversarial fgm|pgd")
@@ -889,8 +897,8 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
     resume_request(run, training)
     check_values(run, model, data, training)
     check_distillation(model, distill, training)
-    check_peft(peft)
-    check_adversarial(adversarial)
+    check_peft(peft, training.do_train)
+    check_adversarial(adversarial, training.do_train)
     task = task_class(task_options, data.labels)
     techniques = {"distill": distill, "peft": peft, "adversarial": adversarial}
     return ParsedArguments(run, model, data, task_options, training, task, sources, followed, hf, **techniques)

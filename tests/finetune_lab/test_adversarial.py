@@ -167,6 +167,7 @@ def test_the_perturbation_is_an_l2_step_projected_into_the_epsilon_ball():
         (["--adversarial", "fgm", "--adv_steps", "3"], "--adv_steps applies only with --adversarial pgd"),
         (["--adversarial", "pgd", "--adv_alpha", "0"], "--adv_alpha 0: must be a positive number"),
         (["--adversarial", "pgd", "--adv_steps", "0"], "--adv_steps 0: must be at least 1"),
+        (["--adversarial", "fgm", "--do_train", "false"], "--adversarial fgm with --do_train false: there is nothing"),
     ],
 )
 def test_adversarial_options_that_cannot_work_are_errors(extra, message):

@@ -92,6 +92,7 @@ def test_ia3_wraps_a_text_classifier_with_its_head_trainable(tiny_model_dir):
         (["--peft", "lora", "--lora_r", "0"], "--lora_r 0: must be at least 1"),
         (["--peft", "lora", "--lora_dropout", "1"], "--lora_dropout 1: must be at least 0 and below 1"),
         (["--peft", "prompt_tuning"], "--peft prompt_tuning: prefix and prompt tuning do not work"),
+        (["--peft", "lora", "--do_train", "false"], "--peft lora with --do_train false: there is nothing to train"),
     ],
 )
 def test_peft_options_that_cannot_work_are_errors(extra, message):
