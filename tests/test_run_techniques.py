@@ -1,5 +1,5 @@
-"""End to end through run.py: a --peft lora run (its record, its folder loaded by predict.py, its resume) and an
---adversarial fgm run (its record)."""
+"""End to end through run.py: a --peft lora run with --adversarial fgm: their records, the folder loaded by
+predict.py like any run, the run resumed from its adapter checkpoint to the same scores."""
 
 from __future__ import annotations
 
@@ -17,15 +17,22 @@ NER = ["--task", "ner", "--max_train_samples", "64", "--max_eval_samples", "20",
 QUIET = ["--report_to", "none", "--seed", "7", *TINY_TRAINING]
 
 
-def test_a_lora_run_records_its_trainable_parameters_loads_like_any_run_and_resumes(tiny_model_dir, capsys):
+def test_a_lora_fgm_run_records_both_loads_like_any_run_and_resumes(tiny_model_dir, capsys):
     argv = [*NER, "--model_name_or_path", str(tiny_model_dir), *QUIET, "--output_dir", "runs/lora"]
-    results = main([*argv, "--peft", "lora", "--lora_r", "4"])
+    argv += ["--peft", "lora", "--lora_r", "4", "--adversarial", "fgm", "--adv_epsilon", "0.5"]
+    results = main(argv)
     run_dir = Path("runs/lora")
     saved = json.loads((run_dir / "results.json").read_text())
     peft = saved["peft"]
     assert peft["method"] == "lora" and peft["r"] == 4 and peft["target_modules"] == ["query", "value"]
     assert 0 < peft["trainable_parameters"] == saved["trainable_parameters"] < 0.1 * saved["parameters"]
-    assert saved["options"]["peft"]["peft"] == "lora" and saved["adversarial"] is None
+    assert saved["options"]["peft"]["peft"] == "lora" and saved["options"]["adversarial"]["adv_epsilon"] == 0.5
+    assert saved["adversarial"] == {
+        "method": "fgm",
+        "epsilon": 0.5,
+        "perturbs": "word embedding output (the embeddings are frozen)",
+        "norm": "L2 over the batch's whole perturbation",
+    }
     assert "lora adapters" in saved["model"]
     printed = capsys.readouterr().out
     assert f"{peft['trainable_parameters']:,} of {peft['all_parameters']:,} parameters trainable" in printed
@@ -43,7 +50,7 @@ def test_a_lora_run_records_its_trainable_parameters_loads_like_any_run_and_resu
     assert (checkpoints[0] / "adapter_model.safetensors").exists()
     shutil.rmtree(checkpoints[1])
     (run_dir / "results.json").unlink()
-    resumed = main([*argv, "--peft", "lora", "--lora_r", "4", "--resume"])
+    resumed = main([*argv, "--resume"])
     assert "resume: continuing from runs/lora/checkpoint-4" in capsys.readouterr().out
     assert resumed["train"]["steps"] == 8
     for split in ("dev", "test"):  # the same scores (timings aside)
@@ -52,18 +59,3 @@ def test_a_lora_run_records_its_trainable_parameters_loads_like_any_run_and_resu
 
 def scores(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in ("runtime", "samples_per_second", "steps_per_second")}
-
-
-def test_an_fgm_run_records_its_settings(tiny_model_dir):
-    argv = [*NER, "--model_name_or_path", str(tiny_model_dir), *QUIET, "--output_dir", "runs/fgm"]
-    results = main([*argv, "--adversarial", "fgm", "--adv_epsilon", "0.5", "--num_train_epochs", "1"])
-    saved = json.loads(Path("runs/fgm/results.json").read_text())
-    assert saved["adversarial"] == {
-        "method": "fgm",
-        "epsilon": 0.5,
-        "perturbs": "word embedding weights",
-        "norm": "L2 over the batch's whole perturbation",
-    }
-    assert saved["options"]["adversarial"]["adv_epsilon"] == 0.5 and saved["peft"] is None
-    assert saved["trainable_parameters"] == saved["parameters"]
-    assert results["train"]["steps"] == 4 and results["test"]["f1"] is not None

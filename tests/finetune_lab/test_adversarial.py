@@ -11,7 +11,13 @@ import pytest
 import torch
 from transformers import Trainer, TrainerCallback
 
-from finetune_lab.adversarial import AdversarialSettings, EmbeddingAttack, adversarial_class, with_adversarial
+from finetune_lab.adversarial import (
+    AdversarialSettings,
+    EmbeddingAttack,
+    adversarial_class,
+    adversarial_record,
+    with_adversarial,
+)
 from finetune_lab.arguments import AdversarialArguments, PeftArguments, parse_arguments
 from finetune_lab.distillation import TEACHER_INDEX, DistillationTrainer, TeacherTargets
 from finetune_lab.errors import UsageError
@@ -98,11 +104,13 @@ def test_the_perturbed_pass_changes_the_update_and_the_embeddings_are_restored_b
     (weight, hooks), *rest = watch.seen
     assert not rest and hooks == 0
     assert torch.equal(weight, before["bert.embeddings.word_embeddings.weight"])
+    record = adversarial_record(AdversarialArguments(adversarial=method), steps(method)[3].model)
+    assert record["method"] == method and record["perturbs"] == "word embedding weights"
 
 
 def test_under_peft_the_frozen_embeddings_are_perturbed_at_their_output(steps):
     plain, repeated = steps("lora-plain")[0], steps("lora-zero")[0]
-    attacked, watch, _, trainer = steps("lora-pgd")
+    attacked, watch, _, trainer = steps("lora-fgm")
     assert not EmbeddingAttack(trainer.model).on_weights
     assert differ(repeated, plain) < 1e-5 * largest(plain)
     assert differ(attacked, repeated) > 1e-3 * largest(plain)
