@@ -78,11 +78,19 @@ def apply_peft(built: Any, task: Any, options: Any) -> Any:
     try:
         model = get_peft_model(built.model, config)
     except ValueError as err:  # peft's NoMatchingPeftModuleError (a ValueError) names no module of ours
+        names = ", ".join(_linear_names(built.model))
+        if "specify `target_modules`" in str(err):  # a model type peft has no default layers for
+            model_type = getattr(built.model.config, "model_type", "?")
+            hint = "name them with --lora_target_modules" if options.peft == "lora" else "use --peft lora"
+            raise UsageError(
+                f"--peft {options.peft}: peft has no default layers for model type '{model_type}'; {hint} "
+                f"(its linear layers: {names})"
+            ) from None
         if type(err).__name__ != "NoMatchingPeftModuleError" and "not found in the base model" not in str(err):
             raise
         raise UsageError(
             f"--lora_target_modules {' '.join(options.lora_target_modules or [])}: not layers of "
-            f"{built.description}; its linear layers are named {', '.join(_linear_names(built.model))}"
+            f"{built.description}; its linear layers are named {names}"
         ) from None
     record = peft_record(model, options.peft)
     if not any(p.requires_grad for n, p in model.named_parameters() if "modules_to_save" in n):
