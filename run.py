@@ -59,6 +59,7 @@ def train_and_report(
     args: Any, run_dir: Path, code_state: dict[str, Any], callbacks: Sequence[Any] = ()
 ) -> dict[str, Any]:
     from finetune_lab import robustness, wandb_logging
+    from finetune_lab.adversarial import with_adversarial
     from finetune_lab.callbacks import EpochTimer
     from finetune_lab.distillation import prepare_distillation
     from finetune_lab.hardware import peak_memory_mb
@@ -118,7 +119,7 @@ def train_and_report(
             tokenized.get("validation"),  # None with --do_eval false: no dev evaluation at all
             callbacks=[timer, *wandb_logging.callbacks(wandb_run, config), *callbacks],
             early_stopping_patience=args.run.early_stopping_patience,
-            trainer_class=distillation.trainer_class,
+            trainer_class=with_adversarial(distillation.trainer_class, args.adversarial),  # --adversarial
         )
     started = time.perf_counter()
     try:

@@ -277,6 +277,54 @@ class DistillationArguments:
     )
 
 
+@dataclass
+class PeftArguments:
+    """Parameter-efficient fine-tuning with the peft library (finetune_lab/peft_tuning.py; docs/techniques.md)."""
+
+    peft: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train adapters instead of every weight: lora or ia3 (the task's head trains in full). The run "
+            "folder holds the merged model (loads like any run) and the adapter alone in adapter/."
+        },
+    )
+    lora_r: int | None = field(default=None, metadata={"help": "--peft lora: rank of the update matrices (default 8)."})
+    lora_alpha: float | None = field(
+        default=None, metadata={"help": "--peft lora: scaling; the update is scaled by alpha / r (default 16)."}
+    )
+    lora_dropout: float | None = field(
+        default=None, metadata={"help": "--peft lora: dropout on the adapter's input (default 0.1)."}
+    )
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "--peft lora: the linear layers that get adapters, by name, e.g. query value (or "
+            "query,value; all-linear for all). Default: peft's for the model type (BERT: query value)."
+        },
+    )
+
+
+@dataclass
+class AdversarialArguments:
+    """Adversarial training on the word embeddings (finetune_lab/adversarial.py; docs/techniques.md)."""
+
+    adversarial: str | None = field(
+        default=None,
+        metadata={
+            "help": "Adversarial training: fgm (one step, Miyato et al.) or pgd (several, Madry et al.) on the "
+            "word embeddings: each batch is trained on clean and on perturbed input."
+        },
+    )
+    adv_epsilon: float | None = field(
+        default=None,
+        metadata={"help": "--adversarial: L2 norm of the perturbation (fgm), its bound (pgd); default 1."},
+    )
+    adv_steps: int | None = field(default=None, metadata={"help": "--adversarial pgd: ascent steps (default 3)."})
+    adv_alpha: float | None = field(
+        default=None, metadata={"help": "--adversarial pgd: L2 norm of each ascent step (default 0.3)."}
+    )
+
+
 # Fine-tuning defaults for every task (a task's `defaults` and experiment files override them).
 BASE_DEFAULTS: dict[str, Any] = {
     "output_dir": "outputs/{task}/{run_name}",  # filled in by rundir.claim_run_dir
@@ -331,6 +379,8 @@ class ParsedArguments:
     # TrainingArguments fields the runner handles itself (e.g. a --hub_token moved away): {field: how}
     runner_notes: dict[str, str] = field(default_factory=dict)
     distill: DistillationArguments = field(default_factory=DistillationArguments)
+    peft: PeftArguments = field(default_factory=PeftArguments)
+    adversarial: AdversarialArguments = field(default_factory=AdversarialArguments)
 
     def explicit(self, option: str) -> bool:
         """Whether the user set `option` (command line or experiment file), not a default."""
@@ -347,7 +397,7 @@ def build_parser(task_class: type | None) -> _Parser:
     options = [task_class.Options] if task_class else []
     dataclass_types = [
         *(RunArguments, ModelArguments, DataArguments, *options),
-        *(HfScriptArguments, DistillationArguments, TrainingArguments),
+        *(HfScriptArguments, DistillationArguments, PeftArguments, AdversarialArguments, TrainingArguments),
     ]
     lines = [f"  {name:<16} {get_task_class(name).description}" for name in sorted(REGISTRY)]
     return _Parser(
@@ -537,6 +587,8 @@ def check_output_dir(output_dir: str) -> None:
 # What Trainer.train(resume_from_checkpoint=...) reads from a checkpoint folder (a finished run's
 # folder has weights and, from HF's save_state, a trainer_state.json, but no optimizer or scheduler).
 CHECKPOINT_FILES = ("trainer_state.json", "model.safetensors", "optimizer.pt", "scheduler.pt")
+# A --peft run's checkpoints hold the adapter (and the head) in place of the whole model.
+CHECKPOINT_ALTERNATIVES = {"model.safetensors": "adapter_model.safetensors"}
 
 
 def check_checkpoint_folder(value: str) -> None:
@@ -546,7 +598,7 @@ def check_checkpoint_folder(value: str) -> None:
     if not folder.is_dir():
         raise UsageError(f"--resume_from_checkpoint {value}: no such folder; {instead}")
     present = {p.name for p in folder.iterdir()}
-    missing = [n for n in CHECKPOINT_FILES if n not in present and f"{n}.index.json" not in present]
+    missing = [n for n in CHECKPOINT_FILES if not {n, f"{n}.index.json", CHECKPOINT_ALTERNATIVES.get(n)} & present]
     if missing:
         raise UsageError(f"--resume_from_checkpoint {value}: not a checkpoint (no {', '.join(missing)}); {instead}")
 
@@ -750,6 +802,71 @@ def check_distillation(model: ModelArguments, distill: DistillationArguments, tr
         raise UsageError(f"--distill_temperature {_shown(temperature)}: must be a positive number")
 
 
+# Prefix / prompt tuning (and their variants) under the names people try: not for BERT token classification.
+PROMPT_METHODS = ("prefix", "prefix_tuning", "prompt", "prompt_tuning", "p_tuning", "ptuning")
+PEFT_METHODS = ("lora", "ia3")
+ADVERSARIAL_METHODS = ("fgm", "pgd")
+
+
+def _given(options: Any, names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if getattr(options, name) is not None]
+
+
+def check_peft(peft: PeftArguments, do_train: bool = True) -> None:
+    """--peft and the lora_* options: an unknown method, or an option its method does not take, is an error."""
+    method = peft.peft.strip().lower() if peft.peft else None
+    if method in PROMPT_METHODS:
+        raise UsageError(
+            f"--peft {peft.peft}: prefix and prompt tuning do not work with BERT-family token classification in "
+            "current peft (they prepend virtual tokens the token labels do not align with); use --peft lora or ia3"
+        )
+    if method is not None and method not in PEFT_METHODS:
+        raise UsageError(f"--peft {peft.peft}: unknown method; choose one of {', '.join(PEFT_METHODS)}")
+    peft.peft = method
+    if method and not do_train:
+        raise UsageError(
+            f"--peft {method} with --do_train false: there is nothing to train; leave out one or the other"
+        )
+    lora = _given(peft, ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"))
+    if lora and method != "lora":
+        raise UsageError(f"--{lora[0]} applies only with --peft lora" + (f", not --peft {method}" if method else ""))
+    if peft.lora_r is not None and peft.lora_r < 1:
+        raise UsageError(f"--lora_r {peft.lora_r}: must be at least 1")
+    if peft.lora_alpha is not None and not (math.isfinite(peft.lora_alpha) and peft.lora_alpha > 0):
+        raise UsageError(f"--lora_alpha {_shown(peft.lora_alpha)}: must be a positive number")
+    if peft.lora_dropout is not None and not (0 <= peft.lora_dropout < 1):
+        raise UsageError(f"--lora_dropout {_shown(peft.lora_dropout)}: must be at least 0 and below 1")
+    if peft.lora_target_modules is not None:
+        names = [n.strip() for item in peft.lora_target_modules for n in item.split(",") if n.strip()]
+        if not names:
+            raise UsageError("--lora_target_modules: no module names given; e.g. --lora_target_modules query value")
+        peft.lora_target_modules = names
+
+
+def check_adversarial(adversarial: AdversarialArguments, do_train: bool = True) -> None:
+    """--adversarial and the adv_* options: unknown methods, impossible values, options without effect are errors."""
+    method = adversarial.adversarial.strip().lower() if adversarial.adversarial else None
+    if method is not None and method not in ADVERSARIAL_METHODS:
+        raise UsageError(f"--adversarial {adversarial.adversarial}: unknown method; choose fgm or pgd")
+    adversarial.adversarial = method
+    if method and not do_train:
+        raise UsageError(
+            f"--adversarial {method} with --do_train false: there is nothing to train; leave out one or the other"
+        )
+    given = _given(adversarial, ("adv_epsilon", "adv_steps", "adv_alpha"))
+    if given and method is None:
+        raise UsageError(f"--{given[0]} applies only with --adversarial fgm|pgd")
+    pgd_only = [name for name in given if name in ("adv_steps", "adv_alpha")]
+    if pgd_only and method == "fgm":
+        raise UsageError(f"--{pgd_only[0]} applies only with --adversarial pgd (fgm takes one step of --adv_epsilon)")
+    for name in ("adv_epsilon", "adv_alpha"):
+        value = getattr(adversarial, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageError(f"--{name} {_shown(value)}: must be a positive number")
+    if adversarial.adv_steps is not None and adversarial.adv_steps < 1:
+        raise UsageError(f"--adv_steps {adversarial.adv_steps}: must be at least 1")
+
+
 def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
     """Parse argv (default sys.argv[1:]) into dataclasses, with task defaults and experiment file."""
     from tasks import available_tasks, get_task_class
@@ -810,7 +927,7 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
     try:
         # no `run.args` file next to run.py read in: the command line and the experiment file are all
         parsed = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
-        run, model, data, *rest, hf, distill, training = parsed
+        run, model, data, *rest, hf, distill, peft, adversarial, training = parsed
     except ValueError as err:  # TrainingArguments.__post_init__ validation
         raise UsageError(str(err)) from None
     task_options = rest[0] if rest else None
@@ -827,9 +944,12 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
     check_values(run, model, data, training)
     check_distillation(model, distill, training)
     robustness.check_options(data, training, explicit)
+    check_peft(peft, training.do_train)
+    check_adversarial(adversarial, training.do_train)
     task = task_class(task_options, data.labels)
     augmentation.check_options(data, training, task)
-    return ParsedArguments(run, model, data, task_options, training, task, sources, followed, hf, distill=distill)
+    techniques = {"distill": distill, "peft": peft, "adversarial": adversarial}
+    return ParsedArguments(run, model, data, task_options, training, task, sources, followed, hf, **techniques)
 
 
 _TRANSFORMERS_DEFAULTS: dict[str, Any] = {}

@@ -50,6 +50,16 @@ EXPERIMENT_OPTIONS = (
     "options.distill.teacher",
     "options.distill.distill_alpha",
     "options.distill.distill_temperature",
+    # Which weights train (--peft) and on what input (--adversarial).
+    "options.peft.peft",
+    "options.peft.lora_r",
+    "options.peft.lora_alpha",
+    "options.peft.lora_dropout",
+    "options.peft.lora_target_modules",
+    "options.adversarial.adversarial",
+    "options.adversarial.adv_epsilon",
+    "options.adversarial.adv_steps",
+    "options.adversarial.adv_alpha",
     # Which examples, cut and labelled how. Dev and test subsets count too: means over different
     # dev or test examples are not comparable.
     "options.data.dataset_name",

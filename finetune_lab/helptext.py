@@ -37,6 +37,8 @@ COMMON_OPTIONS: tuple[tuple[str, str, str | None], ...] = (
     ("do_eval", "true|false", "Score dev every epoch and at the end (false: neither)."),
     ("do_predict", "true|false", "Score the test split at the end."),
     ("resume_from_checkpoint", "true|DIR", "Continue a run: its newest complete checkpoint, or this one."),
+    ("peft", "lora|ia3", "Train adapters, not every weight (--lora_r, --lora_alpha ...: --help-all)."),
+    ("adversarial", "fgm|pgd", "Adversarial training on the word embeddings (--adv_epsilon ...: --help-all)."),
     ("notes", "TEXT", None),
 )
 # Shown for every task on one line (the tasks' own defaults are on their lines).

@@ -29,6 +29,7 @@ class BuiltModel:
     model: PreTrainedModel
     description: str
     from_scratch: bool = False
+    peft: dict[str, Any] | None = None  # --peft: what peft_tuning.apply_peft wrapped it with (results.json)
 
 
 def embedded_model_path() -> Path:

@@ -48,6 +48,7 @@ def prepare(args: Any) -> Prepared:
 
     from finetune_lab import augmentation, robustness
     from finetune_lab.modeling import build_model, check_max_seq_length
+    from finetune_lab.peft_tuning import apply_peft
     from finetune_lab.tokenization import limit_samples, tokenize_splits
 
     training = args.training
@@ -55,6 +56,7 @@ def prepare(args: Any) -> Prepared:
     task = args.task.with_labels(data.label_names)
     built = build_model(task, args.model, data.splits["train"])
     check_max_seq_length(built, args.data.max_seq_length)
+    built = apply_peft(built, task, args.peft)  # --peft: adapters, the head trained in full
     used = scored_splits(args, data)
     splits, notes = limit_samples(DatasetDict({s: data.splits[s] for s in used}), args.data)
     settings = augmentation.check_options(args.data, training, task)

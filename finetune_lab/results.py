@@ -282,6 +282,7 @@ def run_config(
     `task` is the task with its final label set, `model` what modeling.build_model built,
     `distillation` what --teacher added (distillation.Distillation.record(); None without it).
     """
+    from finetune_lab.adversarial import adversarial_record
     from finetune_lab.modeling import model_label
 
     training = args.training
@@ -295,6 +296,7 @@ def run_config(
         "model": model.description,  # names what was really trained (the from-scratch fallback too)
         "model_from_scratch": model.from_scratch,
         "parameters": model.model.num_parameters(),
+        "trainable_parameters": sum(p.numel() for p in model.model.parameters() if p.requires_grad),
         "precision": precision,
         "seed": training.seed,
         "processes": training.world_size,
@@ -320,6 +322,8 @@ def run_config(
             "data": dataclasses.asdict(args.data),
             "task": dataclasses.asdict(args.task_options) if args.task_options is not None else {},
             "distill": dataclasses.asdict(args.distill),
+            "peft": dataclasses.asdict(args.peft),
+            "adversarial": dataclasses.asdict(args.adversarial),
             "training": training.to_dict(),
         },
         "training_overrides": training_report(args, training),
@@ -330,6 +334,8 @@ def run_config(
             "truncation": truncation,
         },
         "distillation": distillation,
+        "peft": model.peft,  # --peft: method, settings, trainable parameters (None without it)
+        "adversarial": adversarial_record(args.adversarial, model.model),  # --adversarial (None without it)
     }
     config["seed_group"] = seed_group(redact(config))
     return config

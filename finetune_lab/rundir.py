@@ -334,12 +334,22 @@ def save_model_atomically(trainer: Any, run_dir: Path) -> None:
     """Save into a temporary folder, then move each file into place with an atomic rename.
 
     A kill mid-save leaves every file either the previous version or the new one, never torn.
+    A --peft run saves its adapter into adapter/ and the merged model beside it (peft_tuning.py).
     """
+    from finetune_lab.peft_tuning import ADAPTER_DIR, is_peft_model, save_adapter_and_merge
+
     staging = run_dir / ".saving-model"
+    if is_peft_model(getattr(trainer, "model", None)):
+        save_adapter_and_merge(trainer, staging)
     trainer.save_model(str(staging))  # main process writes; others return
     if trainer.args.process_index != 0:
         return
-    honour_umask(staging.iterdir())  # group-readable weights where the umask says so (safetensors writes 0600)
+    honour_umask(staging.rglob("*"))  # group-readable weights where the umask says so (safetensors writes 0600)
+    if not (staging / ADAPTER_DIR).exists():  # an adapter of an earlier run here would not fit this model
+        shutil.rmtree(run_dir / ADAPTER_DIR, ignore_errors=True)
     for item in staging.iterdir():
-        item.replace(run_dir / item.name)
+        target = run_dir / item.name
+        if item.is_dir() and target.is_dir():  # a folder is not renamed over a full one: the old one goes first
+            shutil.rmtree(target)
+        item.replace(target)
     staging.rmdir()

@@ -28,6 +28,9 @@ HF_PROBE = HFO + "test_hf_script_option_is_honoured_or_rejected"
 DISTIL = "tests/finetune_lab/test_distillation.py::"
 AUG = "tests/finetune_lab/test_augmentation.py::"
 ROBUST = "tests/finetune_lab/test_robustness.py::"
+PEFT = "tests/finetune_lab/test_peft_tuning.py::"
+ADV = "tests/finetune_lab/test_adversarial.py::"
+TRAINER = "tests/finetune_lab/test_trainer.py::"
 MUTANTS = [
     (
         "augment: dev augmented too",
@@ -648,6 +651,42 @@ MUTANTS = [
         '        if _tokenizer_digest(getattr(run.tokenizer, "backend_tokenizer", None)) != student_tokenizer:\n',
         "        if False:\n",
         [DISTIL + "test_a_teacher_that_cannot_teach_is_a_one_line_error"],
+    ),
+    # --- issue 14 (techniques): gradient accumulation, --peft, --adversarial ---
+    (
+        "techniques: accumulated micro-batches each normalised by their own items",
+        "finetune_lab/trainer.py",
+        "        denominator = count if num_items_in_batch is None else num_items_in_batch\n",
+        "        denominator = count\n",
+        [TRAINER + "test_gradient_accumulation_16_by_2_is_the_update_of_batch_32"],
+    ),
+    (
+        "techniques: peft without task type or modules_to_save (the head stays random)",
+        "finetune_lab/peft_tuning.py",
+        '    common = {"task_type": task_type, "modules_to_save": head_modules(model)}\n',
+        "    common = {}\n",
+        [PEFT + "test_lora_trains_only_the_adapters_and_the_head"],
+    ),
+    (
+        "techniques: peft saves the base model without its adapter",
+        "finetune_lab/peft_tuning.py",
+        "    trainer.model = model.merge_and_unload()",
+        "    trainer.model = model.unload()",
+        [PEFT + "test_the_saved_merged_model_and_the_adapter_reproduce_the_trained_model"],
+    ),
+    (
+        "techniques: adversarial embeddings not restored",
+        "finetune_lab/adversarial.py",
+        "            weight.data.copy_(saved)\n",
+        "            pass\n",
+        [ADV + "test_the_perturbed_pass_changes_the_update_and_the_embeddings_are_restored_before_the_step"],
+    ),
+    (
+        "techniques: adversarial pass skipped",
+        "finetune_lab/adversarial.py",
+        "            super().training_step(model, inputs, num_items_in_batch)  # adversarial",
+        "            pass  # adversarial",
+        [ADV + "test_the_adversarial_loss_is_scaled_like_the_main_loss_under_gradient_accumulation"],
     ),
     # --- issue 15 (deploy) and issue 10 point 8: export, backends, service, predict.py lines ---
     (

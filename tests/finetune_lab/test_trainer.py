@@ -2,6 +2,8 @@
 
 from types import SimpleNamespace
 
+import pytest
+import torch
 from datasets import DatasetDict
 from transformers import EarlyStoppingCallback, TrainingArguments
 
@@ -10,6 +12,8 @@ from finetune_lab.modeling import build_model
 from finetune_lab.tokenization import tokenize_splits
 from finetune_lab.trainer import build_trainer
 from tasks.ner import ConllNer
+from tasks.sentiment import MovieReviewSentiment
+from tests.finetune_lab.tiny_training import one_step_args, parameters, tiny_examples, tiny_model, train
 
 
 def test_builder_wires_the_task_into_the_trainer(tiny_model_dir, tmp_path):
@@ -40,3 +44,30 @@ def test_builder_wires_the_task_into_the_trainer(tiny_model_dir, tmp_path):
 
     stopping = build_trainer(task, built.model, built.tokenizer, args, data_args, None, None, early_stopping_patience=2)
     assert EarlyStoppingCallback in {type(c) for c in stopping.callback_handler.callbacks}
+
+
+@pytest.mark.parametrize("task_class", [ConllNer, MovieReviewSentiment])
+def test_gradient_accumulation_16_by_2_is_the_update_of_batch_32(task_class, tiny_model_dir, tmp_path):
+    """One optimizer step over the same 32 examples: batch 32, or 2 micro-batches of 16 accumulated.
+
+    Token classification is the hard case: the micro-batches hold different numbers of labelled tokens,
+    so averaging each micro-batch's mean loss would weigh tokens unequally; Trainer normalises by the
+    labelled tokens of the whole accumulated batch instead. Plain SGD and no dropout: an exact comparison.
+    """
+    task = task_class()
+    updates = {}
+    for batch, accumulation in ((32, 1), (16, 2)):
+        built = tiny_model(task, tiny_model_dir)
+        examples = tiny_examples(task, built.tokenizer, 32)
+        before = parameters(built.model)
+        trainer = train(task, built, examples, one_step_args(tmp_path / f"{batch}", batch, accumulation))
+        assert trainer.state.global_step == 1
+        updates[batch] = {n: p.detach() - before[n] for n, p in built.model.named_parameters()}
+    if task_class is ConllNer:  # the micro-batches really differ in labelled tokens
+        counts = [sum(sum(label != -100 for label in row) for row in examples[part]["labels"]) for part in
+                  (slice(0, 16), slice(16, 32))]  # fmt: skip
+        assert counts[0] != counts[1]
+    moved = max(u.abs().max().item() for u in updates[32].values())
+    assert moved > 1e-3  # a real step, not two zero updates compared
+    for name, update in updates[32].items():
+        torch.testing.assert_close(updates[16][name], update, rtol=1e-4, atol=1e-6, msg=name)
