@@ -21,7 +21,7 @@ RUNS_DIR ?= outputs
 # One target per task, read from the registry in tasks/__init__.py (lines `    "name": "tasks.module:Class",`).
 TASKS := $(shell sed -n 's/^ *"\([a-z0-9-]*\)": "tasks\..*/\1/p' tasks/__init__.py)
 
-.PHONY: setup test lint $(TASKS) search compare bench export serve bench-predict clean
+.PHONY: setup test lint $(TASKS) search compare bench study export serve bench-predict clean
 
 setup: $(STAMP)
 
@@ -69,6 +69,12 @@ BENCH_QUICK ?=
 BENCH_ARGS  ?=
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)
+
+# Techniques study (not a test): full fine-tuning vs LoRA vs FGM vs augmentation on ner and sentiment, full
+# data and 500 examples, seeds; about 2.5 h on 2 cores; resumable. Writes docs/techniques.md. STUDY_ARGS="--plan".
+STUDY_ARGS ?=
+study: $(STAMP)
+	$(BIN)/python benchmarks/study.py $(STUDY_ARGS)
 
 # Deployment (docs/deploy.md). RUN: a finished run folder, outputs/<task>/<run>.
 RUN ?=
