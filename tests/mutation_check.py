@@ -27,11 +27,33 @@ HFO = "tests/test_run_hf_options.py::"
 HF_PROBE = HFO + "test_hf_script_option_is_honoured_or_rejected"
 DISTIL = "tests/finetune_lab/test_distillation.py::"
 AUG = "tests/finetune_lab/test_augmentation.py::"
+STUDY = "tests/benchmarks/test_study.py::"
 ROBUST = "tests/finetune_lab/test_robustness.py::"
 PEFT = "tests/finetune_lab/test_peft_tuning.py::"
 ADV = "tests/finetune_lab/test_adversarial.py::"
 TRAINER = "tests/finetune_lab/test_trainer.py::"
 MUTANTS = [
+    (
+        "study: a variant's options that run.py does not take (an augmentation op of another task)",
+        "benchmarks/study.py",
+        'AUGMENT = {"ner": "mention,replace"',
+        'AUGMENT = {"ner": "mention,insert"',
+        [STUDY + "test_every_cell_is_a_valid_run_and_a_real_one_fills_its_row"],
+    ),
+    (
+        "study: a difference ten times the seeds' spread read as noise",
+        "benchmarks/study.py",
+        "if abs(diff) <= 2 * spread:",
+        "if abs(diff) <= 20 * spread:",
+        [STUDY + "test_the_document_reports_mean_and_std_over_seeds_and_keeps_the_rest_of_the_file"],
+    ),
+    (
+        "study: a finished cell is run again",
+        "benchmarks/study.py",
+        "todo = cells if rerun else [c for c in cells if not finished(runs_dir, c, args.run_args)]",
+        "todo = cells",
+        [STUDY + "test_finished_cells_are_not_run_again_and_changed_options_are_refused"],
+    ),
     (
         "augment: dev augmented too",
         "finetune_lab/preparation.py",

@@ -78,18 +78,22 @@ def test_the_document_reports_mean_and_std_over_seeds_and_keeps_the_rest_of_the_
     assert doc.read_text().count(study.START) == 1
 
 
-def test_every_variant_runs_as_a_real_cell_on_a_tiny_model(tiny_model_dir, tmp_path):
+def test_every_cell_is_a_valid_run_and_a_real_one_fills_its_row(tiny_model_dir, tmp_path):
+    from finetune_lab.arguments import parse_arguments
+
     runs = tmp_path / "runs"
+    study.write_domain_shift_sets(runs)  # the --extra_eval files the sentiment cells name
+    for cell in study.plan(["ner", "sentiment"], ["low", "full"], list(study.VARIANTS), {"low": [1], "full": [1]}):
+        parse_arguments([*cell.options(runs), "--output_dir", str(tmp_path / "x")])  # a bad option: exit 2
+
     small = f"--model_name_or_path {tiny_model_dir} --max_train_samples 24 --max_eval_samples 16"
     small += " --max_predict_samples 16 --num_train_epochs 1 --per_device_train_batch_size 8"
-    argv = ["--tasks", "sentiment", "--regimes", "low", "--seeds", "1", "--runs_dir", str(runs)]
+    argv = ["--tasks", "sentiment", "--regimes", "low", "--variants", "LoRA", "--seeds", "1", "--runs_dir", str(runs)]
     study.main([*argv, "--run_args", small, "--doc", str(tmp_path / "t.md")])
-    text = (tmp_path / "t.md").read_text()
-    assert "4 of 4 cells finished" in text
-    for variant in study.VARIANTS:
-        cell = study.Cell("sentiment", "low", variant, 1)
-        results = study.finished(runs, cell)
-        assert study.perturbed_score(results) is not None, variant
-    lora = study.finished(runs, study.Cell("sentiment", "low", "LoRA", 1))
-    count, share = study.trainable(lora)
+    results = study.finished(runs, study.Cell("sentiment", "low", "LoRA", 1))
+    assert study.perturbed_score(results) is not None and study.extra_score(results, "amazon") is not None
+    count, share = study.trainable(results)
     assert 0 < share < 50
+    text = (tmp_path / "t.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| LoRA |"))
+    assert f"{count:,} ({share:.2f}%)" in row and "1 of 1 cells finished" in text
