@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import predict
+from finetune_lab import export
 from run import main
 from tests.conftest import TINY_TRAINING
 
@@ -43,6 +44,10 @@ def test_a_lora_fgm_run_records_both_loads_like_any_run_and_resumes(tiny_model_d
     out = predict.main([str(run_dir), "--evaluate", "--input", str(run_dir.parent / "in.txt"), "--format", "jsonl"])
     assert out["test"]["f1"] == pytest.approx(results["test"]["f1"], abs=1e-9)
     assert len(out["records"]) == 1
+    # and exports like any run (issue 15: PEFT runs export their merged weights)
+    record = export.export_run(run_dir)
+    assert record["max_abs_logit_diff"]["onnx-fp32"] < 1e-4
+    assert record["test"]["onnx-fp32"]["f1"] == pytest.approx(results["test"]["f1"], abs=1e-9)
 
     # cut short after epoch 1: --resume continues from its checkpoint (the adapter) to the same result
     checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
