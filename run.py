@@ -60,7 +60,7 @@ def train_and_report(
 ) -> dict[str, Any]:
     from finetune_lab import robustness, wandb_logging
     from finetune_lab.adversarial import with_adversarial
-    from finetune_lab.callbacks import EpochTimer
+    from finetune_lab.callbacks import EpochTimer, StopAtDevScore
     from finetune_lab.distillation import prepare_distillation
     from finetune_lab.hardware import peak_memory_mb
     from finetune_lab.metrics import chance_level_note, format_report
@@ -107,7 +107,7 @@ def train_and_report(
         wandb_run = wandb_logging.start_wandb(config, training.project, args.run.wandb_entity)
         if wandb_run is None:
             training.report_to = [r for r in training.report_to if r != "wandb"]
-    timer = EpochTimer()
+    timer, target = EpochTimer(), StopAtDevScore(args.run.stop_at_dev_score)
     with wandb_logging.trainer_uploads_no_model():  # the model goes up once, in log_final
         trainer = build_trainer(
             task,
@@ -117,7 +117,7 @@ def train_and_report(
             args.data,
             train_set,
             tokenized.get("validation"),  # None with --do_eval false: no dev evaluation at all
-            callbacks=[timer, *wandb_logging.callbacks(wandb_run, config), *callbacks],
+            callbacks=[timer, target, *wandb_logging.callbacks(wandb_run, config), *callbacks],
             early_stopping_patience=args.run.early_stopping_patience,
             trainer_class=with_adversarial(distillation.trainer_class, args.adversarial),  # --adversarial
         )
@@ -156,6 +156,7 @@ def train_and_report(
         "steps": trainer.state.global_step,
         "loss": train_metrics.get("train_loss"),
         "peak_memory_mb": peak_memory_mb(),
+        **target.record(),  # --stop_at_dev_score: when the dev target was reached (None: never)
     }
     config["training_overrides"] = training_report(args, trainer.args)  # as Trainer ran it (report_to may shrink)
     results = redact(run_results(config, trainer, dev, test, train, history, code_state, robust))

@@ -38,8 +38,14 @@ PERTURBATION = "typos:0.1"
 REGIMES: dict[str, list[str]] = {
     "full": [],
     "low": [
-        "--max_train_samples", "500", "--shuffle_train_dataset", "true",
-        "--num_train_epochs", "10", "--max_eval_samples", "1000",
+        "--max_train_samples",
+        "500",
+        "--shuffle_train_dataset",
+        "true",
+        "--num_train_epochs",
+        "10",
+        "--max_eval_samples",
+        "1000",
     ],
 }
 # The variants: extra run.py options, per task family where they differ. LoRA takes a 10x larger learning
@@ -250,9 +256,7 @@ def table(runs_dir: Path, cells: list[Cell], task: str, regime: str, variants: l
     return rows
 
 
-def document(
-    runs_dir: Path, cells: list[Cell], variants: list[str], machine: str, wall: str, notes: list[str]
-) -> str:
+def document(runs_dir: Path, cells: list[Cell], variants: list[str], machine: str, wall: str, notes: list[str]) -> str:
     lines = ["## Measured: does it help here (`make study`)", "", machine, "", wall, "", *notes, ""]
     for task in dict.fromkeys(c.task for c in cells):
         for regime in dict.fromkeys(c.regime for c in cells if c.task == task):

@@ -50,6 +50,13 @@ class RunArguments:
     early_stopping_patience: int = field(
         default=2, metadata={"help": "Stop after this many evaluations without improvement (0: never)."}
     )
+    stop_at_dev_score: float | None = field(
+        default=None,
+        metadata={
+            "help": "Stop at the first dev evaluation whose main metric reaches this (time-to-quality; "
+            "results.json's train.stop_at_dev_score says when)."
+        },
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Allow writing into an --output_dir that already holds a finished run."},
@@ -152,6 +159,13 @@ class DataArguments:
     pad_to_multiple_of: int | None = field(
         default=None,
         metadata={"help": "Pad each batch to a multiple of N tokens (default: 8 on a GPU, none on a CPU)."},
+    )
+    group_by_length_pool: int = field(
+        default=0,
+        metadata={
+            "help": "With --train_sampling_strategy group_by_length: sort by length within random pools of N "
+            "batches and shuffle the batches (0: transformers' own grouping, pools of 50 batches played longest first)."
+        },
     )
     shuffle_train_dataset: bool = field(
         default=False, metadata={"help": "Shuffle the training examples first (--max_train_samples: a random N)."}
@@ -527,6 +541,7 @@ LIMITS: dict[str, tuple[Any, str]] = {
     "max_predict_samples": (lambda v: v is None or v >= 1, "must be at least 1 (leave it out to use every example)"),
     "max_seq_length": (lambda v: v >= 2, "must be at least 2 (room for the model's special tokens)"),
     "seed": (lambda v: 0 <= v < 2**32, "must be between 0 and 2**32 - 1"),
+    "group_by_length_pool": (lambda v: v >= 0, "must be 0 (transformers' grouping) or a number of batches"),
 }
 
 
@@ -696,6 +711,16 @@ def check_values(run: RunArguments, model: ModelArguments, data: DataArguments, 
         raise UsageError(
             f"--num_train_epochs {_shown(epochs)}: nothing would be trained; give a positive number of epochs "
             "(or --do_train false to evaluate --model_name_or_path without training)"
+        )
+    if run.stop_at_dev_score is not None and (not training.do_eval or _strategy(training.eval_strategy) == "no"):
+        raise UsageError(
+            f"--stop_at_dev_score {run.stop_at_dev_score}: needs dev evaluations during training "
+            "(--do_eval true and an --eval_strategy other than no)"
+        )
+    if data.group_by_length_pool and training.train_sampling_strategy != "group_by_length":
+        raise UsageError(
+            f"--group_by_length_pool {data.group_by_length_pool}: only with --train_sampling_strategy group_by_length "
+            f"(here {training.train_sampling_strategy}); leave it out or switch the strategy"
         )
     check_model_path(model.model_name_or_path)
     check_model_path(model.config_name, "--config_name")

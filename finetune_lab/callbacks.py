@@ -1,4 +1,4 @@
-"""Trainer callbacks: per-class dev report, epoch wall times, checkpoint completion, NaN guard."""
+"""Trainer callbacks: per-class dev report, epoch wall times, stop at a dev score, checkpoint completion, NaN guard."""
 
 from __future__ import annotations
 
@@ -37,6 +37,42 @@ class EpochTimer(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, **kwargs):
         self.seconds.append(round(time.perf_counter() - self._start, 2))
+
+
+class StopAtDevScore(TrainerCallback):
+    """--stop_at_dev_score: stop at the first dev evaluation whose main metric reaches `target` (at least it,
+    or at most it where lower is better), and record when: time-to-quality (training plus the dev
+    evaluations needed to know, from the start of training)."""
+
+    def __init__(self, target: float | None) -> None:
+        self.target = target
+        self.reached: dict[str, float] | None = None
+        self._start = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.target is None or self.reached is not None:  # every process sees the same gathered metrics
+            return
+        key = args.metric_for_best_model or "loss"
+        value = (metrics or {}).get(key if key.startswith("eval_") else f"eval_{key}")
+        if value is None or not state.global_step:
+            return
+        if (value >= self.target) if args.greater_is_better else (value <= self.target):
+            self.reached = {
+                "seconds": round(time.perf_counter() - self._start, 2),
+                "step": state.global_step,
+                "epoch": round(float(state.epoch or 0.0), 4),
+                "dev": value,
+            }
+            control.should_training_stop = True
+
+    def record(self) -> dict[str, object]:
+        """For results.json's train block: {} without a target."""
+        if self.target is None:
+            return {}
+        return {"stop_at_dev_score": {"target": self.target, "reached": self.reached}}
 
 
 class MarkCheckpointComplete(TrainerCallback):

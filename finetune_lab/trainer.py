@@ -23,6 +23,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from finetune_lab.batching import with_batching
 from finetune_lab.callbacks import MarkCheckpointComplete, PerClassReport, StopOnNonFiniteLoss
 
 
@@ -83,6 +84,7 @@ def build_trainer(
     standard: list[TrainerCallback] = [PerClassReport(), MarkCheckpointComplete(), StopOnNonFiniteLoss()]
     if early_stopping_patience > 0:
         standard.append(EarlyStoppingCallback(early_stopping_patience=early_stopping_patience))
+    trainer_class = with_batching(trainer_class, getattr(data_args, "group_by_length_pool", 0))  # training order
     return trainer_class(
         model=model,
         args=training_args,

@@ -32,7 +32,43 @@ ROBUST = "tests/finetune_lab/test_robustness.py::"
 PEFT = "tests/finetune_lab/test_peft_tuning.py::"
 ADV = "tests/finetune_lab/test_adversarial.py::"
 TRAINER = "tests/finetune_lab/test_trainer.py::"
+BATCHING = "tests/finetune_lab/test_batching.py::"
 MUTANTS = [
+    (
+        "batching: pooled batches played in pool order (transformers' sweep), not shuffled",
+        "finetune_lab/batching.py",
+        "return [full[i] for i in shuffled] + short",
+        "return full + short",
+        [BATCHING + "test_pooled_batches_are_sorted_pools_in_random_order"],
+    ),
+    (
+        "batching: the short batch shuffled in among the full ones",
+        "finetune_lab/batching.py",
+        "(full if len(batch) == self.batch_size else short).append(batch)",
+        "full.append(batch)",
+        [BATCHING + "test_pooled_batches_cover_every_example_once_short_batch_last"],
+    ),
+    (
+        "batching: batch_rebalance keeps transformers' fixed seed",
+        "finetune_lab/batching.py",
+        "            sampler.seed = seed\n",
+        "            pass\n",
+        [BATCHING + "test_the_trainer_uses_the_pooled_sampler_and_seeds_batch_rebalance"],
+    ),
+    (
+        "batching: --group_by_length_pool ignored by the Trainer builder",
+        "finetune_lab/trainer.py",
+        'getattr(data_args, "group_by_length_pool", 0)',
+        "0",
+        [BATCHING + "test_the_trainer_uses_the_pooled_sampler_and_seeds_batch_rebalance"],
+    ),
+    (
+        "stop_at_dev_score: reached but training goes on",
+        "finetune_lab/callbacks.py",
+        "control.should_training_stop = True",
+        "control.should_training_stop = False",
+        [BATCHING + "test_a_run_stops_at_its_dev_target_and_records_when"],
+    ),
     (
         "study: a variant's options that run.py does not take (an augmentation op of another task)",
         "benchmarks/study.py",

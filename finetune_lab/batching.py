@@ -1,0 +1,108 @@
+"""How training examples are put into batches, beyond what `--train_sampling_strategy` offers.
+
+transformers' `group_by_length` sorts random pools of 50 batches by length and plays each pool's
+batches longest first: little padding, but batches of one length class in a fixed long-to-short
+sweep, which learns more slowly per step than random order (issue 12). `--group_by_length_pool N`
+sorts within random pools of N batches instead and shuffles the batches, so the order of lengths
+is random again and N trades padding against how alike a batch's lengths are.
+
+`batch_rebalance` (transformers' BatchRebalanceSampler: each update's random examples, split by
+length into `--gradient_accumulation_steps` micro-batches) ignores `--seed` in transformers 5.24
+(the Trainer builds it with its fixed default seed 42); here it gets `--data_seed`, else `--seed`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Sampler
+from transformers import Trainer
+
+
+class PooledLengthSampler(Sampler[int]):
+    """Indices in batches of similar length: a random permutation cut into pools of `pool_batches`
+    batches, each pool sorted by length and cut into batches, the batches then shuffled.
+
+    The one short batch (when the data does not divide into batches) comes last, so the data loader,
+    which cuts this index stream into `batch_size` pieces, cuts exactly these batches. `generator`
+    None draws from torch's global generator (seeded by `--seed`; a resumed run restores it).
+    """
+
+    def __init__(
+        self, lengths: Sequence[int], batch_size: int, pool_batches: int, generator: torch.Generator | None = None
+    ) -> None:
+        if batch_size < 1 or pool_batches < 1:
+            raise ValueError(f"batch_size and pool_batches must be >= 1, got {batch_size} and {pool_batches}")
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.pool_batches = pool_batches
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def batches(self) -> list[list[int]]:
+        """One epoch's batches, in training order."""
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        pool_size = self.pool_batches * self.batch_size
+        full: list[list[int]] = []
+        short: list[list[int]] = []
+        for start in range(0, len(order), pool_size):
+            pool = sorted(order[start : start + pool_size], key=self.lengths.__getitem__, reverse=True)
+            for first in range(0, len(pool), self.batch_size):
+                batch = pool[first : first + self.batch_size]
+                (full if len(batch) == self.batch_size else short).append(batch)
+        shuffled = torch.randperm(len(full), generator=self.generator).tolist()
+        return [full[i] for i in shuffled] + short
+
+    def __iter__(self) -> Iterator[int]:
+        return iter([index for batch in self.batches() for index in batch])
+
+
+def example_lengths(dataset: Any, column: str = "input_ids") -> list[int]:
+    """Tokens per example (the `length` column where the data set has one, as the Trainer's own samplers)."""
+    if "length" in dataset.column_names:
+        return list(dataset["length"])
+    return [len(ids) for ids in dataset[column]]
+
+
+class BatchingMixin:
+    """Trainer's training sampler, with --group_by_length_pool and a seeded batch_rebalance."""
+
+    group_by_length_pool: int = 0
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        strategy = self.args.train_sampling_strategy
+        if strategy == "group_by_length" and self.group_by_length_pool and hasattr(dataset, "column_names"):
+            return PooledLengthSampler(example_lengths(dataset), self.args.train_batch_size, self.group_by_length_pool)
+        sampler = super()._get_train_sampler(train_dataset)  # type: ignore[misc]
+        if strategy == "batch_rebalance" and hasattr(sampler, "seed"):
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            sampler.seed = seed
+        return sampler
+
+
+@functools.cache
+def batching_class(base: type) -> type:
+    """`base` (Trainer or a subclass) with BatchingMixin's training sampler."""
+    return type(f"Batched{base.__name__}", (BatchingMixin, base), {"__doc__": BatchingMixin.__doc__})
+
+
+def with_batching(trainer_class: Callable[..., Trainer], group_by_length_pool: int | None) -> Callable[..., Trainer]:
+    """The trainer class for build_trainer: `trainer_class` with BatchingMixin; a functools.partial keeps
+    its arguments. The pool size goes on the instance (a keyword the Trainer itself does not take)."""
+    func = trainer_class.func if isinstance(trainer_class, functools.partial) else trainer_class
+    args = trainer_class.args if isinstance(trainer_class, functools.partial) else ()
+    keywords = trainer_class.keywords if isinstance(trainer_class, functools.partial) else {}
+    base = batching_class(func)
+
+    def build(*more: Any, **kw: Any) -> Trainer:
+        trainer = base(*args, *more, **keywords, **kw)
+        trainer.group_by_length_pool = int(group_by_length_pool or 0)
+        return trainer
+
+    return build
