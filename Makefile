@@ -63,11 +63,14 @@ search: $(STAMP)
 compare: $(STAMP)
 	$(BIN)/python -m finetune_lab.compare $(RUNS_DIR) $(ARGS)
 
-# Speed benchmark (not a test): ~30 min on 2 CPU cores; BENCH_QUICK=1: a smoke run under a minute (one process).
-# Results: a table on stdout and bench-results/bench-<time>.json.
+# Speed benchmark (not a test). First time-to-quality (wall time to a dev target, 3 seeds: hours on 2 CPU cores;
+# TTQ_ARGS=--subset: a slice and a lower target), then speed per switch (~30 min). BENCH_QUICK=1: smoke runs
+# of both (~2 min). Results: tables on stdout, bench-results/ttq-<time>-<mode>.json and bench-<time>.json.
 BENCH_QUICK ?=
 BENCH_ARGS  ?=
+TTQ_ARGS    ?=
 bench: $(STAMP)
+	$(BIN)/python benchmarks/time_to_quality.py $(if $(BENCH_QUICK),--quick) $(TTQ_ARGS)
 	$(BIN)/python benchmarks/bench.py $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)
 
 # Techniques study (not a test): full fine-tuning vs LoRA vs FGM vs augmentation on ner and sentiment, full

@@ -66,8 +66,12 @@ def _train_steps(
     epochs: int,
     max_steps: int | None,
     on_batch: Callable[[dict], None] | None = None,
+    after_step: Callable[[int], bool] | None = None,
 ) -> tuple[int, list[float]]:
-    """The plain loop. Returns the number of steps and the wall time of each epoch."""
+    """The plain loop. Returns the number of steps and the wall time of each epoch.
+
+    `after_step(step)` runs after each optimizer step; True stops training (time-to-quality's dev checks).
+    """
     steps_per_epoch = len(loader)
     total = min(max_steps, steps_per_epoch * epochs) if max_steps else steps_per_epoch * epochs
     optimizer = _optimizer(model, training.learning_rate, training.weight_decay)
@@ -89,10 +93,11 @@ def _train_steps(
             scheduler.step()
             optimizer.zero_grad()
             step += 1
-            if step >= total:
+            stop = after_step is not None and after_step(step)
+            if step >= total or stop:
                 break
         epoch_seconds.append(time.perf_counter() - started)
-        if step >= total:
+        if step >= total or stop:
             break
     return step, epoch_seconds
 
@@ -153,4 +158,59 @@ def run_baseline(
         "eval_samples": len(eval_rows),
         "eval_batch_size": batch_size,
         "dev": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
+    }
+
+
+def train_to_target(
+    task: Any,
+    splits: Any,
+    tokenizer: Any,
+    model: torch.nn.Module,
+    data_args: Any,
+    training: Any,
+    eval_every: int,
+    target: float,
+    metric: str,
+) -> dict[str, Any]:
+    """Time-to-quality of the tutorial recipe: train, score dev every `eval_every` steps (at the training batch
+    size, as tutorials do), stop at the first score >= `target`; then score test (untimed).
+
+    `seconds`: training plus those dev evaluations, from the first step, as `--stop_at_dev_score` counts it.
+    """
+    collate = make_collate(task, tokenizer, data_args)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model.to(DEVICE)
+    train_rows, eval_rows = splits["train"].to_list(), splits["validation"].to_list()
+    batch_size = training.per_device_train_batch_size
+    random.seed(training.seed)
+    torch.manual_seed(training.seed)
+    loader = DataLoader(
+        train_rows, batch_size=batch_size, shuffle=True, collate_fn=collate,
+        generator=torch.Generator().manual_seed(training.seed),
+    )  # fmt: skip
+    history: list[dict[str, float]] = []
+    reached: dict[str, float] | None = None
+    started = time.perf_counter()
+
+    def check(step: int) -> bool:
+        nonlocal reached
+        if step % eval_every:
+            return False
+        score = evaluate(model, eval_rows, collate, batch_size, task)[metric]
+        model.train()
+        history.append({"step": step, "dev": score, "seconds": round(time.perf_counter() - started, 2)})
+        if score >= target:
+            reached = {"seconds": history[-1]["seconds"], "step": step, "epoch": step / len(loader), "dev": score}
+        return reached is not None
+
+    steps, _ = _train_steps(model, loader, training, math.ceil(training.num_train_epochs), None, after_step=check)
+    seconds = time.perf_counter() - started
+    test = evaluate(model, splits["test"].to_list(), collate, batch_size, task) if "test" in splits else {}
+    return {
+        "stop_at_dev_score": {"target": target, "reached": reached},
+        "steps": steps,
+        "seconds": round(seconds, 2),
+        "dev_history": history,
+        "test": {k: v for k, v in test.items() if isinstance(v, int | float)},
     }

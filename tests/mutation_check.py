@@ -33,7 +33,29 @@ PEFT = "tests/finetune_lab/test_peft_tuning.py::"
 ADV = "tests/finetune_lab/test_adversarial.py::"
 TRAINER = "tests/finetune_lab/test_trainer.py::"
 BATCHING = "tests/finetune_lab/test_batching.py::"
+TTQ = "tests/benchmarks/test_time_to_quality.py::"
 MUTANTS = [
+    (
+        "time-to-quality: ratio upside down (variant's time over the baseline's)",
+        "benchmarks/time_to_quality.py",
+        "ratios.append(time_to_target(ref) / time_to_target(r))",
+        "ratios.append(time_to_target(r) / time_to_target(ref))",
+        [TTQ + "test_summary_takes_ratios_within_a_seed_and_counts_runs_that_never_reached_the_target"],
+    ),
+    (
+        "time-to-quality: a run that never reached the target counted as reaching it at once",
+        "benchmarks/time_to_quality.py",
+        'return reached["seconds"] if reached else None',
+        'return reached["seconds"] if reached else 0.0',
+        [TTQ + "test_summary_takes_ratios_within_a_seed_and_counts_runs_that_never_reached_the_target"],
+    ),
+    (
+        "time-to-quality: runs not stopped at the target",
+        "benchmarks/time_to_quality.py",
+        '"--stop_at_dev_score", str(setting["target"]), ',
+        "",
+        [TTQ + "test_smoke_run_launches_each_variant_to_its_target_and_writes_the_table"],
+    ),
     (
         "batching: pooled batches played in pool order (transformers' sweep), not shuffled",
         "finetune_lab/batching.py",

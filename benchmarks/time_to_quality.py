@@ -1,0 +1,296 @@
+#!/usr/bin/env python
+"""Time-to-quality: wall time until the dev main metric first reaches a target, and test at that point.
+
+    python benchmarks/time_to_quality.py            # full data: NER dev F1 0.90, sentiment accuracy 0.86; seeds 1-3
+    python benchmarks/time_to_quality.py --subset   # cheap: a slice and a lower target, for quick checks
+    python benchmarks/time_to_quality.py --quick    # smoke: a few steps, each code path once (make bench BENCH_QUICK=1)
+    python benchmarks/time_to_quality.py --markdown bench-results/ttq-latest.json
+
+Samples per second alone can hide a slower learner: a batching that trains 2x faster per sample but
+needs 2x the steps wins nothing. Here every variant trains until its dev score reaches the target
+(`--stop_at_dev_score`, dev scored every `eval_steps` optimizer steps, the same for all), and the clock
+counts training plus those dev evaluations. Project variants run as users run them (`accelerate launch
+--config_file accelerate_config.yaml run.py ...`, a fresh process each); the tutorial baseline
+(benchmarks/baseline.py) is the same hand-written loop as `make bench`'s. Seeds are interleaved (seed 1:
+every variant, then seed 2, ...), so drift on a shared machine hits all alike; ratios are taken within a
+seed, then the median over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+# The batchings compared (run.py options on top of the project's defaults); "baseline" is the tutorial loop.
+VARIANTS: dict[str, list[str]] = {
+    "default": [],
+    "random_order": ["--train_sampling_strategy", "random"],
+    "pool8": ["--group_by_length_pool", "8"],
+    "rebalance": [
+        "--train_sampling_strategy", "batch_rebalance", "--per_device_train_batch_size", "8",
+        "--gradient_accumulation_steps", "4",
+    ],
+    "baseline": [],
+}  # fmt: skip
+# Per mode and task: the target on the dev main metric, how often dev is scored (optimizer steps), the most
+# epochs before giving up, and the slice (None: the whole split).
+SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "full": {
+        "ner": {"target": 0.90, "eval_steps": 110, "epochs": 4, "train": None, "eval": None, "test": None},
+        "sentiment": {"target": 0.86, "eval_steps": 66, "epochs": 4, "train": None, "eval": None, "test": None},
+    },
+    "subset": {
+        "ner": {"target": 0.80, "eval_steps": 25, "epochs": 3, "train": 4000, "eval": 1000, "test": None},
+        "sentiment": {"target": 0.82, "eval_steps": 16, "epochs": 3, "train": 2000, "eval": None, "test": None},
+    },
+    "quick": {
+        "ner": {"target": 0.0, "eval_steps": 2, "epochs": 1, "train": 32, "eval": 16, "test": 16, "batch": 8},
+        "sentiment": {"target": 0.0, "eval_steps": 2, "epochs": 1, "train": 32, "eval": 16, "test": 16, "batch": 8},
+    },
+}
+QUICK_VARIANTS = ["default", "baseline"]
+
+
+def run_argv(task: str, variant: str, seed: int, setting: dict[str, Any], out: str, extra: list[str]) -> list[str]:
+    """run.py's options for one time-to-quality run: no checkpoints (the model at the stop is the one that
+    reached the target), no early stopping, dev every eval_steps, stop at the target."""
+    argv = [
+        "--task", task, "--seed", str(seed), "--report_to", "none", "--output_dir", out,
+        "--num_train_epochs", str(setting["epochs"]), "--eval_strategy", "steps",
+        "--eval_steps", str(setting["eval_steps"]), "--save_strategy", "no", "--load_best_model_at_end", "false",
+        "--early_stopping_patience", "0", "--stop_at_dev_score", str(setting["target"]), "--disable_tqdm", "true",
+    ]  # fmt: skip
+    for key in ("train", "eval", "test"):
+        if setting.get(key) is not None:
+            argv += [f"--max_{key}_samples", str(setting[key])]
+    if setting.get("batch"):
+        argv += ["--per_device_train_batch_size", str(setting["batch"])]
+    return argv + VARIANTS[variant] + extra
+
+
+def launched(argv: list[str]) -> list[str]:
+    """The command users run (`make <task>`): accelerate launch with the project's config."""
+    accelerate = Path(sys.executable).parent / "accelerate"
+    return [str(accelerate), "launch", "--config_file", str(ROOT / "accelerate_config.yaml"), "run.py", *argv]
+
+
+def run_project(argv: list[str], log: Path) -> dict[str, Any]:
+    """One launched run.py; its record from results.json (time to target, steps, test at the stop)."""
+    out = Path(argv[argv.index("--output_dir") + 1])
+    started = time.perf_counter()
+    with log.open("a") as sink:
+        sink.write(f"\n===== {' '.join(argv)}\n")
+        sink.flush()
+        done = subprocess.run(launched(argv), stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        return {"error": f"run.py exit code {done.returncode}; see {log}", "wall_seconds": wall}
+    results = json.loads((out / "results.json").read_text())
+    train, main = results["train"], results["main_metric"]
+    history = [
+        {"step": h.get("step"), "dev": h.get(f"eval_{main}")} for h in results["dev_history"] if f"eval_{main}" in h
+    ]
+    return {
+        "stop_at_dev_score": train["stop_at_dev_score"],
+        "steps": train["steps"],
+        "seconds": train["seconds"],
+        "dev_history": history,
+        "test": {main: results["test"].get(main)},
+        "main_metric": main,
+        "wall_seconds": wall,
+    }
+
+
+def worker_baseline(spec: dict[str, Any]) -> dict[str, Any]:
+    """The tutorial loop to the target, in this (fresh) process; hyperparameters from the project's options."""
+    from baseline import train_to_target
+    from bench import load_inputs
+
+    args, task, splits, built, _ = load_inputs({}, spec["argv"])
+    main = args.training.metric_for_best_model
+    result = train_to_target(
+        task, splits, built.tokenizer, built.model, args.data, args.training,
+        spec["eval_steps"], spec["target"], main,
+    )  # fmt: skip
+    return {**result, "test": {main: result["test"].get(main)}, "main_metric": main}
+
+
+def run_baseline(argv: list[str], setting: dict[str, Any], log: Path) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        result_path = Path(handle.name)
+    spec = {"argv": argv, "eval_steps": setting["eval_steps"], "target": setting["target"]}
+    started = time.perf_counter()
+    with log.open("a") as sink:
+        sink.write(f"\n===== baseline {' '.join(argv)}\n")
+        sink.flush()
+        command = [sys.executable, __file__, "--worker", json.dumps(spec), "--result", str(result_path)]
+        done = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
+    wall = time.perf_counter() - started
+    try:
+        if done.returncode != 0:
+            return {"error": f"baseline exit code {done.returncode}; see {log}", "wall_seconds": wall}
+        return {**json.loads(result_path.read_text()), "wall_seconds": wall}
+    finally:
+        result_path.unlink(missing_ok=True)
+
+
+def time_to_target(record: dict[str, Any]) -> float | None:
+    """Seconds to the target; None where it failed or never reached it."""
+    reached = (record.get("stop_at_dev_score") or {}).get("reached")
+    return reached["seconds"] if reached else None
+
+
+def summarize(runs: list[dict[str, Any]], variants: list[str], reference: str) -> dict[str, dict[str, Any]]:
+    """Per variant: runs that reached the target, median time [min, max], median steps, the test metric at the
+    stop, and the median over seeds of (reference's time / this variant's time) where both reached it."""
+    by_seed = {(r["variant"], r["seed"]): r for r in runs}
+    rows: dict[str, dict[str, Any]] = {}
+    for variant in variants:
+        mine = [r for r in runs if r["variant"] == variant]
+        times = [t for r in mine if (t := time_to_target(r)) is not None]
+        steps = [r["stop_at_dev_score"]["reached"]["step"] for r in mine if time_to_target(r) is not None]
+        tests = [v for r in mine if (v := next(iter((r.get("test") or {}).values()), None)) is not None]
+        ratios = []
+        for r in mine:
+            ref = by_seed.get((reference, r["seed"]))
+            if ref is not None and time_to_target(r) and time_to_target(ref):
+                ratios.append(time_to_target(ref) / time_to_target(r))
+        rows[variant] = {
+            "runs": len(mine),
+            "reached": len(times),
+            "errors": [r["error"] for r in mine if "error" in r],
+            "seconds": {"median": statistics.median(times), "min": min(times), "max": max(times)} if times else None,
+            "steps": statistics.median(steps) if steps else None,
+            "test": {
+                "median": statistics.median(tests),
+                "mean": statistics.mean(tests),
+                "std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+            }
+            if tests
+            else None,  # fmt: skip
+            f"x_{reference}": statistics.median(ratios) if ratios else None,
+        }
+    return rows
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [
+        f"Machine: {report['machine']}. Mode: {report['mode']}; seeds {report['seeds']}, interleaved.",
+        "",
+        "| task | variant | target (dev) | reached | time to target, s: median [min-max] | x baseline | "
+        "x random order | steps | test at the stop: mean ± std |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, block in report["tasks"].items():
+        setting, rows = block["setting"], block["summary"]
+        for variant, row in rows.items():
+            secs = row["seconds"]
+            when = f"{secs['median']:.0f} [{secs['min']:.0f}-{secs['max']:.0f}]" if secs else "-"
+            ratio = row.get("x_baseline")
+            random_ratio = block["vs_random_order"].get(variant)
+            test = row["test"]
+            lines.append(
+                f"| {task} | {variant} | {block['main_metric']} {setting['target']} | {row['reached']}/{row['runs']} | "
+                f"{when} | {f'{ratio:.2f}x' if ratio else '-'} | {f'{random_ratio:.2f}x' if random_ratio else '-'} | "
+                f"{row['steps'] if row['steps'] is not None else '-'} | "
+                + (f"{test['mean']:.4f} ± {test['std']:.4f}" if test else "-")
+                + " |"
+            )
+    errors = [
+        f"- {task}/{variant}: {error}"
+        for task, block in report["tasks"].items()
+        for variant, row in block["summary"].items()
+        for error in row["errors"]
+    ]
+    return "\n".join(lines + ([""] + errors if errors else []))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="smoke run: NER, a few steps, default + baseline")
+    mode.add_argument("--subset", action="store_true", help="cheap: a slice of the data and a lower target")
+    parser.add_argument("--tasks", help="comma-separated (default ner,sentiment; --quick: ner)")
+    parser.add_argument("--variants", help=f"comma-separated subset of {','.join(VARIANTS)}")
+    parser.add_argument("--seeds", default=None, help="comma-separated (default 1,2,3; --quick: 1)")
+    parser.add_argument("--target", type=float, help="override every task's dev target")
+    parser.add_argument("--run_args", default="", help="more run.py options for every run (e.g. a model)")
+    parser.add_argument("--out", default=str(ROOT / "bench-results"))
+    parser.add_argument("--markdown", metavar="JSON", help="print a finished run's JSON as Markdown, then exit")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    opts = parser.parse_args(argv)
+    if opts.worker:
+        Path(opts.result).write_text(json.dumps(worker_baseline(json.loads(opts.worker)), default=str))
+        return 0
+    if opts.markdown:
+        print(table(json.loads(Path(opts.markdown).read_text())))
+        return 0
+
+    mode_name = "quick" if opts.quick else "subset" if opts.subset else "full"
+    variants = opts.variants.split(",") if opts.variants else (QUICK_VARIANTS if opts.quick else list(VARIANTS))
+    unknown = [v for v in variants if v not in VARIANTS]
+    tasks = [t for t in (opts.tasks or ("ner" if opts.quick else "ner,sentiment")).split(",") if t]
+    if unknown or any(t not in SETTINGS[mode_name] for t in tasks):
+        parser.error(f"unknown variant or task: {unknown or tasks}; variants: {', '.join(VARIANTS)}")
+    seeds = [int(s) for s in (opts.seeds or ("1" if opts.quick else "1,2,3")).split(",")]
+    out_dir = Path(opts.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log = out_dir / f"ttq-{stamp}.log"
+    from bench import machine
+
+    info = machine()
+    machine_line = f"{info['cpu']}, {info['cores']} cores, GPU: {info['gpu'] or 'none'}"
+    print(f"time-to-quality ({mode_name}): {machine_line}; variants {', '.join(variants)}; seeds {seeds}; log {log}")
+    started = time.perf_counter()
+    runs: dict[str, list[dict[str, Any]]] = {task: [] for task in tasks}
+    settings = {task: {**SETTINGS[mode_name][task], **({"target": opts.target} if opts.target is not None else {})}
+                for task in tasks}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="ttq-", dir=out_dir) as scratch:
+        for seed in seeds:
+            for task in tasks:
+                for variant in variants:
+                    folder = str(Path(scratch) / f"{task}-{variant}-seed{seed}")
+                    argv = run_argv(task, variant, seed, settings[task], folder, opts.run_args.split())
+                    record = (run_baseline if variant == "baseline" else lambda a, s, lg: run_project(a, lg))(
+                        argv, settings[task], log
+                    )
+                    runs[task].append({"task": task, "variant": variant, "seed": seed, **record})
+                    when = time_to_target(record)
+                    shown = record.get("error") or (f"target at {when:.1f} s" if when else "target not reached")
+                    print(f"  seed {seed} {task:<10} {variant:<13} {shown} (process {record['wall_seconds']:.0f} s)",
+                          flush=True)  # fmt: skip
+    report: dict[str, Any] = {"mode": mode_name, "machine": machine_line, "seeds": seeds, "tasks": {}}
+    for task in tasks:
+        summary = summarize(runs[task], variants, "baseline")  # x_baseline None where the baseline did not run
+        vs_random = summarize(runs[task], variants, "random_order") if "random_order" in variants else {}
+        main_metric = next((r["main_metric"] for r in runs[task] if "main_metric" in r), "main metric")
+        report["tasks"][task] = {
+            "setting": settings[task], "main_metric": main_metric, "summary": summary, "runs": runs[task],
+            "vs_random_order": {v: row["x_random_order"] for v, row in vs_random.items()},
+        }  # fmt: skip
+    report["total_seconds"] = round(time.perf_counter() - started, 1)
+    path = out_dir / f"ttq-{stamp}-{mode_name}.json"
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out_dir / f"ttq-latest-{mode_name}.json").write_text(path.read_text())
+    print("\n" + table(report))
+    print(f"\nwrote {path} ({report['total_seconds'] / 60:.1f} min)")
+    failed = any(row["errors"] for block in report["tasks"].values() for row in block["summary"].values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
