@@ -73,11 +73,16 @@ def test_quick_runs_every_check_in_one_process_and_says_what_it_skips(fake_machi
     # every switch the full bench would run on this machine, and nothing it skips here anyway
     assert not_run == [
         "ner/random_order",
+        "ner/pool8",
+        "ner/rebalance",
         "ner/fp32",
         "ner/compile",
         "ner/adamw_torch",
         "ner/workers2",
         "ner/eval_batch_64",
+        "sentiment/random_order",
+        "sentiment/pool8",
+        "sentiment/rebalance",
     ]
     assert "starting;" not in out  # no per-process progress lines: there is one process
     summary = out[out.index("\nMachine: ") :]  # the closing summary never claims what quick did not do
