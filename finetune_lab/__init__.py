@@ -8,6 +8,7 @@
     tokenization  preprocessing into model inputs, its on-disk cache, truncation counts
     modeling      tokenizer and model for a task (the from-scratch fallback included)
     trainer       the one Trainer builder
+    batching      training batch order: --group_by_length_pool, a seeded batch_rebalance
     distillation  --teacher: a student learns a finished run's soft targets (the loss, the cached teacher outputs)
     peft_tuning   --peft lora|ia3: adapters on the encoder, the head trained in full, adapter + merged model saved
     adversarial   --adversarial fgm|pgd: a perturbed second pass on the embeddings, on top of any Trainer class
@@ -15,7 +16,7 @@
     robustness    --extra_eval, --perturbed_eval: more test sets, and seeded noisy copies of test
     preparation   steps 2-3 of a run: data, task labels, model, limited and tokenized splits
     threads       threads per process under accelerate launch (before torch loads)
-    callbacks     Trainer callbacks: per-class report, epoch timer, checkpoint markers, NaN guard
+    callbacks     Trainer callbacks: per-class report, epoch timer, --stop_at_dev_score, checkpoint markers, NaN guard
     rundir        the run folder: its lock, overwrite rules, checkpoints and their checksums, atomic model save
     results       results.json (config, scores, environment; secrets redacted), the HF files beside it, umask modes
     wandb_logging everything Weights & Biases
