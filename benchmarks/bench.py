@@ -62,6 +62,7 @@ TOGGLES: dict[str, dict[str, Any]] = {
         "--train_sampling_strategy batch_rebalance --per_device_train_batch_size 8 --gradient_accumulation_steps 4",
         "each update's 32 random examples in 4 length-sorted micro-batches",
     ),
+    "attn_dropout0": toggle("--attention_dropout 0", "no attention dropout: SDPA's fused kernel in training"),
     "bf16": toggle(
         "--bf16 true", "bf16 autocast on", bf16_default="bf16 is already the default here", slow_bf16=SLOW_BF16
     ),

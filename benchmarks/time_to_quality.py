@@ -41,6 +41,7 @@ VARIANTS: dict[str, list[str]] = {
         "--train_sampling_strategy", "batch_rebalance", "--per_device_train_batch_size", "8",
         "--gradient_accumulation_steps", "4",
     ],
+    "attn_dropout0": ["--attention_dropout", "0"],
     "baseline": [],
 }  # fmt: skip
 # Per mode and task: the target on the dev main metric, how often dev is scored (optimizer steps), the most

@@ -109,6 +109,13 @@ class ModelArguments:
         default=False,
         metadata={"help": "CUDA: let SDPA use cuDNN attention (off: it plans anew for every sequence length)."},
     )
+    attention_dropout: float | None = field(
+        default=None,
+        metadata={
+            "help": "Dropout on the attention weights (default: the model's own, 0.1 for BERT). 0 lets SDPA use "
+            "its fused kernel in training on a CPU."
+        },
+    )
     student_layers: int | None = field(
         default=None,
         metadata={
@@ -806,6 +813,8 @@ def _renamed(experiment: dict[str, Any], path: str | None) -> dict[str, Any]:
 
 def check_distillation(model: ModelArguments, distill: DistillationArguments, training: TrainingArguments) -> None:
     """Distillation options that cannot work are errors now; one given without --teacher is never ignored."""
+    if model.attention_dropout is not None and not 0 <= model.attention_dropout < 1:
+        raise UsageError(f"--attention_dropout {model.attention_dropout}: must be at least 0 and below 1")
     if model.student_layers is not None and model.student_layers < 1:
         raise UsageError(f"--student_layers {model.student_layers}: must be at least 1")
     if not distill.teacher:

@@ -79,7 +79,9 @@ def character_counts(task: Any, train: Dataset) -> Counter:
     return Counter(ch for text in task.example_texts(train) for ch in text if not ch.isspace())
 
 
-def build_scratch_model(task: Any, options: Any, train: Dataset, student_layers: int | None = None) -> BuiltModel:
+def build_scratch_model(
+    task: Any, options: Any, train: Dataset, student_layers: int | None = None, attention_dropout: float | None = None
+) -> BuiltModel:
     """A randomly initialised BERT sized by the task's options, with a vocabulary from its training data."""
     if student_layers is not None:  # there are no pretrained layers to keep: not silently ignored
         raise UsageError(
@@ -112,6 +114,7 @@ def build_scratch_model(task: Any, options: Any, train: Dataset, student_layers:
         finetuning_task=task.name,
         **task.model_config_overrides(),
     )
+    set_attention_dropout(config, attention_dropout, "the from-scratch BERT")
     description = (
         f"from scratch: BERT {options.scratch_layers} layers x {options.scratch_hidden_size}, randomly initialised, "
         f"character vocabulary of {len(vocab)} from the training data"
@@ -128,8 +131,9 @@ def build_model(task: Any, model_args: Any, train: Dataset) -> BuiltModel:
     configure_attention(model_args.cudnn_attention)
     options = task.options
     student_layers = getattr(model_args, "student_layers", None)
+    attention_dropout = getattr(model_args, "attention_dropout", None)
     if task.scratch_fallback and getattr(options, "from_scratch", False):
-        return build_scratch_model(task, options, train, student_layers)
+        return build_scratch_model(task, options, train, student_layers, attention_dropout)
     common = dict(
         revision=model_args.revision,
         cache_dir=model_args.cache_dir,
@@ -157,6 +161,7 @@ def build_model(task: Any, model_args: Any, train: Dataset) -> BuiltModel:
             **common,
         )
         layers = keep_first_layers(config, student_layers, source)
+        set_attention_dropout(config, attention_dropout, source)
         # safetensors only: a pickled .bin checkpoint can run arbitrary code when loaded.
         attention = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
         loading = f"--model_name_or_path {source}"
@@ -178,7 +183,7 @@ def build_model(task: Any, model_args: Any, train: Dataset) -> BuiltModel:
                 file=sys.stderr,
                 flush=True,
             )
-            return build_scratch_model(task, options, train, student_layers)
+            return build_scratch_model(task, options, train, student_layers, attention_dropout)
         name = loading.split(" ", 1)[1]
         hint = "" if Path(name).exists() else " (no network to the Hub? omit the option to use the embedded model)"
         raise UsageError(f"cannot load {loading}: {err}{hint}") from None
@@ -192,6 +197,24 @@ def build_model(task: Any, model_args: Any, train: Dataset) -> BuiltModel:
     if not tokenizer.is_fast:
         raise UsageError(f"{source}: a fast tokenizer is required (word alignment needs word_ids())")
     return BuiltModel(tokenizer, model, (model_args.model_name_or_path or EMBEDDED_NAME) + layers)
+
+
+# Where configs keep their attention-weight dropout: BERT, RoBERTa, ELECTRA, ... / DistilBERT, BART, ...
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def set_attention_dropout(config: Any, value: float | None, source: str) -> None:
+    """--attention_dropout: set the config's attention-weight dropout (None: keep the model's own)."""
+    if value is None:
+        return
+    keys = [key for key in ATTENTION_DROPOUT_KEYS if hasattr(config, key)]
+    if not keys:
+        raise UsageError(
+            f"--attention_dropout {value}: the config of {source} has none of {', '.join(ATTENTION_DROPOUT_KEYS)}; "
+            "leave the option out for this model"
+        )
+    for key in keys:
+        setattr(config, key, value)
 
 
 def keep_first_layers(config: Any, student_layers: int | None, source: str) -> str:

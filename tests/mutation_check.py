@@ -34,7 +34,15 @@ ADV = "tests/finetune_lab/test_adversarial.py::"
 TRAINER = "tests/finetune_lab/test_trainer.py::"
 BATCHING = "tests/finetune_lab/test_batching.py::"
 TTQ = "tests/benchmarks/test_time_to_quality.py::"
+MODELING = "tests/finetune_lab/test_modeling.py::"
 MUTANTS = [
+    (
+        "--attention_dropout never reaches the config",
+        "finetune_lab/modeling.py",
+        "        setattr(config, key, value)\n",
+        "        pass\n",
+        [MODELING + "test_attention_dropout_reaches_the_config_and_lets_sdpa_fuse"],
+    ),
     (
         "time-to-quality: ratio upside down (variant's time over the baseline's)",
         "benchmarks/time_to_quality.py",

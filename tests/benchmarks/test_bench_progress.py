@@ -75,6 +75,7 @@ def test_quick_runs_every_check_in_one_process_and_says_what_it_skips(fake_machi
         "ner/random_order",
         "ner/pool8",
         "ner/rebalance",
+        "ner/attn_dropout0",
         "ner/fp32",
         "ner/compile",
         "ner/adamw_torch",

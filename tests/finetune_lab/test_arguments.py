@@ -289,3 +289,10 @@ def test_transformers_defaults_leave_accelerates_process_state_alone():
     arguments._TRANSFORMERS_DEFAULTS.clear()
     assert arguments.transformers_defaults()["learning_rate"] == 5e-5
     assert PartialState._shared_state == before
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1", "1.5"])
+def test_attention_dropout_outside_0_to_1_is_rejected(value):
+    with pytest.raises(UsageError, match=f"--attention_dropout {float(value)}: must be at least 0 and below 1"):
+        parse_arguments(["--task", "ner", "--attention_dropout", value])
+    assert parse_arguments(["--task", "ner", "--attention_dropout", "0"]).model.attention_dropout == 0.0

@@ -37,3 +37,28 @@ def test_a_named_model_that_cannot_load_is_an_error_not_a_fallback():
         build_model(MsraNer(), model_args, Dataset.from_list([]))
     with pytest.raises(UsageError):  # tasks without the fallback never build a model from scratch
         build_model(MovieReviewSentiment(), model_args, Dataset.from_list([]))
+
+
+def test_attention_dropout_reaches_the_config_and_lets_sdpa_fuse(tiny_model_dir):
+    import torch
+
+    task = MovieReviewSentiment()
+    own = build_model(task, ModelArguments(model_name_or_path=str(tiny_model_dir)), None).model
+    off = build_model(task, ModelArguments(model_name_or_path=str(tiny_model_dir), attention_dropout=0.0), None).model
+    assert own.config.attention_probs_dropout_prob > 0 and off.config.attention_probs_dropout_prob == 0.0
+    batch = {"input_ids": torch.randint(5, 90, (2, 7)), "attention_mask": torch.ones(2, 7, dtype=torch.long)}
+    kernels = {}
+    for name, model in (("own", own), ("off", off)):
+        model.train()
+        with torch.profiler.profile() as profiled:
+            model(**batch).logits.sum().backward()
+        kernels[name] = {e.key for e in profiled.key_averages() if "scaled_dot_product" in e.key}
+    # with dropout on the weights SDPA falls back to its unfused math path in training on a CPU
+    assert "aten::_scaled_dot_product_attention_math" in kernels["own"]
+    assert "aten::_scaled_dot_product_attention_math" not in kernels["off"]
+    scratch = ScratchModelOptions(
+        from_scratch=True, scratch_hidden_size=32, scratch_layers=1, scratch_heads=2, scratch_min_char_count=1
+    )
+    train = Dataset.from_list([{"tokens": list("北京"), "tags": ["O"] * 2}])
+    built = build_model(MsraNer(scratch), ModelArguments(model_name_or_path="x/y", attention_dropout=0.05), train)
+    assert built.from_scratch and built.model.config.attention_probs_dropout_prob == 0.05
