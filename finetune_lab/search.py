@@ -693,7 +693,9 @@ def trial_rows(study: optuna.Study, settings: Settings) -> tuple[list[str], list
         if "error" in trial.user_attrs:
             note.append(str(trial.user_attrs["error"])[:80])
         minutes = ""
-        if trial.datetime_start and trial.datetime_complete:
+        # an interrupted trial is completed (marked failed) when the next search finds it: no duration
+        interrupted = str(trial.user_attrs.get("error", "")).startswith("interrupted")
+        if trial.datetime_start and trial.datetime_complete and not interrupted:
             minutes = f"{(trial.datetime_complete - trial.datetime_start).total_seconds() / 60:.1f}"
         rows.append(
             [

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -22,6 +23,8 @@ from optuna.trial import TrialState
 from finetune_lab import search
 from finetune_lab.errors import UsageError
 from tests.conftest import ROOT, wandb_inspect
+
+TABLE_SETTINGS = SimpleNamespace(space=SimpleNamespace(params={}), metric="accuracy", maximize=True)
 
 SPACE = """\
 learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}
@@ -151,6 +154,9 @@ def test_a_study_killed_after_its_second_trial_continues_and_keeps_its_finished_
     (rerun,) = [t for t in after if t.user_attrs.get("retry_of") == 2]
     assert rerun.params == after[2].params and rerun.state == TrialState.COMPLETE
     assert [t.state for t in after].count(TrialState.COMPLETE) == 4 and len(after) == 5
+    header, rows = search.trial_rows(load(study_dir, "killed"), TABLE_SETTINGS)
+    minutes = {row[0]: row[header.index("min")] for row in rows}
+    assert minutes["2"] == "" and all(minutes[n] for n in "0134")  # no duration for the interrupted trial
     # the fresh sampler did not draw trial 0's values again
     assert len({t.params["learning_rate"] for t in after}) == 4
     check_trial_runs(load(study_dir, "killed"), "accuracy")
