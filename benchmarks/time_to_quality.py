@@ -45,7 +45,8 @@ VARIANTS: dict[str, list[str]] = {
     "baseline": [],
 }  # fmt: skip
 # Per mode and task: the target on the dev main metric, how often dev is scored (optimizer steps), the most
-# epochs before giving up, and the slice (None: the whole split).
+# epochs before giving up, and the slice (None: the whole split). The subset targets sit below what the
+# quick experiment files reach in 2 epochs (NER 3,000 sentences: dev F1 0.824; sentiment 2,400: 0.820).
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
         "ner": {"target": 0.90, "eval_steps": 110, "epochs": 4, "train": None, "eval": None, "test": None},
@@ -53,7 +54,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "subset": {
         "ner": {"target": 0.80, "eval_steps": 25, "epochs": 3, "train": 4000, "eval": 1000, "test": None},
-        "sentiment": {"target": 0.82, "eval_steps": 16, "epochs": 3, "train": 2000, "eval": None, "test": None},
+        "sentiment": {"target": 0.80, "eval_steps": 19, "epochs": 3, "train": 2400, "eval": None, "test": None},
     },
     "quick": {
         "ner": {"target": 0.0, "eval_steps": 2, "epochs": 1, "train": 32, "eval": 16, "test": 16, "batch": 8},
