@@ -33,6 +33,7 @@ def offline_wandb(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide BERT, randomly initialised, saved with the embedded MiniLM tokenizer."""
+    import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from finetune_lab.modeling import embedded_model_path
@@ -47,6 +48,10 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         intermediate_size=64,
         max_position_embeddings=256,
     )
+    # Seeded: every test session gets the same tiny model, so a test's outcome never depends on which test ran
+    # first (the distillation test once passed or failed by the luck of the draw). Another seed, to check that a
+    # test does not rely on this one: FINETUNE_LAB_TINY_SEED=N.
+    torch.manual_seed(int(os.environ.get("FINETUNE_LAB_TINY_SEED", "0")))
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
