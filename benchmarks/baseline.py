@@ -112,6 +112,28 @@ def evaluate(model: torch.nn.Module, rows: list[dict], collate: Callable, batch_
     return task.compute_metrics(EvalPrediction(predictions=np.concatenate(logits), label_ids=np.concatenate(labels)))
 
 
+def _set_up(
+    task: Any, splits: Any, tokenizer: Any, model: torch.nn.Module, data_args: Any, training: Any
+) -> tuple[Callable, Callable[[], DataLoader], list[dict]]:
+    """The tutorial's set-up: the on-the-fly collator, the model on its device in plain fp32, a maker of the
+    shuffled training loader (each one seeded alike, so a warm-up pass does not change the timed order), dev rows."""
+    collate = make_collate(task, tokenizer, data_args)
+    # The tutorial trains in plain fp32; parsing the project's arguments may have switched TF32 on.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model.to(DEVICE)
+    train_rows = splits["train"].to_list()
+
+    def loader() -> DataLoader:
+        generator = torch.Generator().manual_seed(training.seed)
+        return DataLoader(
+            train_rows, batch_size=training.per_device_train_batch_size, shuffle=True, collate_fn=collate,
+            generator=generator,
+        )  # fmt: skip
+
+    return collate, loader, splits["validation"].to_list()
+
+
 def run_baseline(
     task: Any,
     splits: Any,
@@ -124,21 +146,8 @@ def run_baseline(
     record: Callable[[dict], None],
 ) -> dict[str, Any]:
     """Warm up on a copy of the model, then train and evaluate; `record` sees every timed batch."""
-    collate = make_collate(task, tokenizer, data_args)
-    # The tutorial trains in plain fp32; parsing the project's arguments may have switched TF32 on.
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    model.to(DEVICE)
-    train_rows, eval_rows = splits["train"].to_list(), splits["validation"].to_list()
+    collate, loader, eval_rows = _set_up(task, splits, tokenizer, model, data_args, training)
     epochs = math.ceil(training.num_train_epochs)
-
-    def loader() -> DataLoader:
-        generator = torch.Generator().manual_seed(training.seed)
-        return DataLoader(
-            train_rows, batch_size=training.per_device_train_batch_size, shuffle=True, collate_fn=collate,
-            generator=generator,
-        )  # fmt: skip
-
     if warmup_steps:
         _train_steps(copy.deepcopy(model), loader(), training, 1, warmup_steps)
         evaluate(copy.deepcopy(model), eval_rows[: training.per_device_train_batch_size], collate, 32, task)
@@ -177,18 +186,11 @@ def train_to_target(
 
     `seconds`: training plus those dev evaluations, from the first step, as `--stop_at_dev_score` counts it.
     """
-    collate = make_collate(task, tokenizer, data_args)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    model.to(DEVICE)
-    train_rows, eval_rows = splits["train"].to_list(), splits["validation"].to_list()
+    collate, new_loader, eval_rows = _set_up(task, splits, tokenizer, model, data_args, training)
     batch_size = training.per_device_train_batch_size
     random.seed(training.seed)
     torch.manual_seed(training.seed)
-    loader = DataLoader(
-        train_rows, batch_size=batch_size, shuffle=True, collate_fn=collate,
-        generator=torch.Generator().manual_seed(training.seed),
-    )  # fmt: skip
+    loader = new_loader()
     history: list[dict[str, float]] = []
     reached: dict[str, float] | None = None
     started = time.perf_counter()

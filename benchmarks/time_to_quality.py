@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +154,12 @@ def time_to_target(record: dict[str, Any]) -> float | None:
     return reached["seconds"] if reached else None
 
 
-def summarize(runs: list[dict[str, Any]], variants: list[str], reference: str) -> dict[str, dict[str, Any]]:
+def summarize(
+    runs: list[dict[str, Any]], variants: list[str], references: Sequence[str] = ("baseline", "random_order")
+) -> dict[str, dict[str, Any]]:
     """Per variant: runs that reached the target, median time [min, max], median steps, the test metric at the
-    stop, and the median over seeds of (reference's time / this variant's time) where both reached it."""
+    stop, and for each reference `x_<reference>`: the median over seeds of (reference's time / this variant's
+    time) where both reached it (None where the reference did not run)."""
     by_seed = {(r["variant"], r["seed"]): r for r in runs}
     rows: dict[str, dict[str, Any]] = {}
     for variant in variants:
@@ -163,11 +167,12 @@ def summarize(runs: list[dict[str, Any]], variants: list[str], reference: str) -
         times = [t for r in mine if (t := time_to_target(r)) is not None]
         steps = [r["stop_at_dev_score"]["reached"]["step"] for r in mine if time_to_target(r) is not None]
         tests = [v for r in mine if (v := next(iter((r.get("test") or {}).values()), None)) is not None]
-        ratios = []
+        ratios: dict[str, list[float]] = {reference: [] for reference in references}
         for r in mine:
-            ref = by_seed.get((reference, r["seed"]))
-            if ref is not None and time_to_target(r) and time_to_target(ref):
-                ratios.append(time_to_target(ref) / time_to_target(r))
+            for reference in references:
+                ref = by_seed.get((reference, r["seed"]))
+                if ref is not None and time_to_target(r) and time_to_target(ref):
+                    ratios[reference].append(time_to_target(ref) / time_to_target(r))
         rows[variant] = {
             "runs": len(mine),
             "reached": len(times),
@@ -181,7 +186,7 @@ def summarize(runs: list[dict[str, Any]], variants: list[str], reference: str) -
             }
             if tests
             else None,  # fmt: skip
-            f"x_{reference}": statistics.median(ratios) if ratios else None,
+            **{f"x_{ref}": statistics.median(values) if values else None for ref, values in ratios.items()},
         }
     return rows
 
@@ -200,7 +205,7 @@ def table(report: dict[str, Any]) -> str:
             secs = row["seconds"]
             when = f"{secs['median']:.0f} [{secs['min']:.0f}-{secs['max']:.0f}]" if secs else "-"
             ratio = row.get("x_baseline")
-            random_ratio = block["vs_random_order"].get(variant)
+            random_ratio = row.get("x_random_order")
             test = row["test"]
             lines.append(
                 f"| {task} | {variant} | {block['main_metric']} {setting['target']} | {row['reached']}/{row['runs']} | "
@@ -266,9 +271,10 @@ def main(argv: list[str] | None = None) -> int:
                 for variant in variants:
                     folder = str(Path(scratch) / f"{task}-{variant}-seed{seed}")
                     argv = run_argv(task, variant, seed, settings[task], folder, opts.run_args.split())
-                    record = (run_baseline if variant == "baseline" else lambda a, s, lg: run_project(a, lg))(
-                        argv, settings[task], log
-                    )
+                    if variant == "baseline":
+                        record = run_baseline(argv, settings[task], log)
+                    else:
+                        record = run_project(argv, log)
                     runs[task].append({"task": task, "variant": variant, "seed": seed, **record})
                     when = time_to_target(record)
                     shown = record.get("error") or (f"target at {when:.1f} s" if when else "target not reached")
@@ -276,12 +282,10 @@ def main(argv: list[str] | None = None) -> int:
                           flush=True)  # fmt: skip
     report: dict[str, Any] = {"mode": mode_name, "machine": machine_line, "seeds": seeds, "tasks": {}}
     for task in tasks:
-        summary = summarize(runs[task], variants, "baseline")  # x_baseline None where the baseline did not run
-        vs_random = summarize(runs[task], variants, "random_order") if "random_order" in variants else {}
+        summary = summarize(runs[task], variants)
         main_metric = next((r["main_metric"] for r in runs[task] if "main_metric" in r), "main metric")
         report["tasks"][task] = {
             "setting": settings[task], "main_metric": main_metric, "summary": summary, "runs": runs[task],
-            "vs_random_order": {v: row["x_random_order"] for v, row in vs_random.items()},
         }  # fmt: skip
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     path = out_dir / f"ttq-{stamp}-{mode_name}.json"

@@ -46,8 +46,8 @@ MUTANTS = [
     (
         "time-to-quality: ratio upside down (variant's time over the baseline's)",
         "benchmarks/time_to_quality.py",
-        "ratios.append(time_to_target(ref) / time_to_target(r))",
-        "ratios.append(time_to_target(r) / time_to_target(ref))",
+        "ratios[reference].append(time_to_target(ref) / time_to_target(r))",
+        "ratios[reference].append(time_to_target(r) / time_to_target(ref))",
         [TTQ + "test_summary_takes_ratios_within_a_seed_and_counts_runs_that_never_reached_the_target"],
     ),
     (

@@ -22,7 +22,7 @@ def test_summary_takes_ratios_within_a_seed_and_counts_runs_that_never_reached_t
         record("baseline", 2, 120.0, 0.81), record("default", 2, 60.0, 0.84, step=500),
         record("baseline", 3, 90.0, 0.79), record("default", 3, None, 0.70),
     ]  # fmt: skip
-    rows = summarize(runs, ["baseline", "default"], "baseline")
+    rows = summarize(runs, ["baseline", "default"])
     default = rows["default"]
     assert (default["runs"], default["reached"]) == (3, 2)
     assert default["seconds"] == {"median": 40.0, "min": 20.0, "max": 60.0}
