@@ -4,6 +4,7 @@
     python benchmarks/time_to_quality.py            # full data: NER dev F1 0.90, sentiment accuracy 0.86; seeds 1-3
     python benchmarks/time_to_quality.py --subset   # cheap: a slice and a lower target, for quick checks
     python benchmarks/time_to_quality.py --quick    # smoke: a few steps, each code path once (make bench BENCH_QUICK=1)
+    python benchmarks/time_to_quality.py --subset --equal_epochs   # no target: dev per epoch, test at the end
     python benchmarks/time_to_quality.py --markdown bench-results/ttq-latest.json
 
 Samples per second alone can hide a slower learner: a batching that trains 2x faster per sample but
@@ -14,6 +15,11 @@ counts training plus those dev evaluations. Project variants run as users run th
 (benchmarks/baseline.py) is the same hand-written loop as `make bench`'s. Seeds are interleaved (seed 1:
 every variant, then seed 2, ...), so drift on a shared machine hits all alike; ratios are taken within a
 seed, then the median over seeds.
+
+`--equal_epochs` asks the other question (is a batching as good as random order at the same number of
+epochs, and how much faster per sample?): every variant trains all the epochs with no target, dev scored
+after each epoch and test at the end (the last epoch's model), and train samples/s (examples per epoch over
+the median epoch's seconds, evaluation excluded) with its ratio to random order within a seed.
 """
 
 from __future__ import annotations
@@ -65,15 +71,22 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
 QUICK_VARIANTS = ["default", "baseline"]
 
 
-def run_argv(task: str, variant: str, seed: int, setting: dict[str, Any], out: str, extra: list[str]) -> list[str]:
+def run_argv(
+    task: str, variant: str, seed: int, setting: dict[str, Any], out: str, extra: list[str], equal_epochs: bool = False
+) -> list[str]:
     """run.py's options for one time-to-quality run: no checkpoints (the model at the stop is the one that
-    reached the target), no early stopping, dev every eval_steps, stop at the target."""
+    reached the target), no early stopping, dev every eval_steps, stop at the target. With `equal_epochs`:
+    dev after each epoch, no target, every epoch trained."""
     argv = [
         "--task", task, "--seed", str(seed), "--report_to", "none", "--output_dir", out,
-        "--num_train_epochs", str(setting["epochs"]), "--eval_strategy", "steps",
-        "--eval_steps", str(setting["eval_steps"]), "--save_strategy", "no", "--load_best_model_at_end", "false",
-        "--early_stopping_patience", "0", "--stop_at_dev_score", str(setting["target"]), "--disable_tqdm", "true",
+        "--num_train_epochs", str(setting["epochs"]), "--save_strategy", "no", "--load_best_model_at_end", "false",
+        "--early_stopping_patience", "0", "--disable_tqdm", "true",
     ]  # fmt: skip
+    if equal_epochs:
+        argv += ["--eval_strategy", "epoch"]
+    else:
+        argv += ["--eval_strategy", "steps", "--eval_steps", str(setting["eval_steps"])]
+        argv += ["--stop_at_dev_score", str(setting["target"])]
     for key in ("train", "eval", "test"):
         if setting.get(key) is not None:
             argv += [f"--max_{key}_samples", str(setting[key])]
@@ -104,10 +117,17 @@ def run_project(argv: list[str], log: Path) -> dict[str, Any]:
     history = [
         {"step": h.get("step"), "dev": h.get(f"eval_{main}")} for h in results["dev_history"] if f"eval_{main}" in h
     ]
+    epoch_seconds = train.get("epoch_seconds") or []
+    examples = (results.get("data") or {}).get("used", {}).get("train")
+    if (train.get("stop_at_dev_score") or {}).get("reached"):
+        epoch_seconds = epoch_seconds[:-1]  # the epoch it stopped in is partial: no rate from it
     return {
-        "stop_at_dev_score": train["stop_at_dev_score"],
+        "stop_at_dev_score": train.get("stop_at_dev_score"),
         "steps": train["steps"],
         "seconds": train["seconds"],
+        "epoch_seconds": train.get("epoch_seconds") or [],
+        # examples per epoch over the median epoch (evaluation excluded): the rate as launched
+        "samples_per_second": examples / statistics.median(epoch_seconds) if examples and epoch_seconds else None,
         "dev_history": history,
         "test": {main: results["test"].get(main)},
         "main_metric": main,
@@ -191,7 +211,72 @@ def summarize(
     return rows
 
 
+def _mean_std(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def summarize_equal_epochs(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, dict[str, Any]]:
+    """Per variant, at equal epochs: dev after each epoch and test at the end (mean ± std over seeds), median
+    train samples/s, and `x_random_order`: the median over seeds of (this variant's samples/s / random order's)."""
+    by_seed = {(r["variant"], r["seed"]): r for r in runs}
+    rows: dict[str, dict[str, Any]] = {}
+    for variant in variants:
+        mine = [r for r in runs if r["variant"] == variant and "error" not in r]
+        epochs = max((len(r["dev_history"]) for r in mine), default=0)
+        by_epoch = [[r["dev_history"][e]["dev"] for r in mine if len(r["dev_history"]) > e] for e in range(epochs)]
+        dev = [_mean_std(values) for values in by_epoch]
+        rates = [r["samples_per_second"] for r in mine if r.get("samples_per_second")]
+        ratios = []
+        for r in mine:
+            ref = by_seed.get(("random_order", r["seed"]))
+            if ref is not None and ref.get("samples_per_second") and r.get("samples_per_second"):
+                ratios.append(r["samples_per_second"] / ref["samples_per_second"])
+        rows[variant] = {
+            "runs": len([r for r in runs if r["variant"] == variant]),
+            "errors": [r["error"] for r in runs if r["variant"] == variant and "error" in r],
+            "dev_by_epoch": dev,
+            "test": _mean_std([v for r in mine if (v := next(iter(r["test"].values()), None)) is not None]),
+            "samples_per_second": statistics.median(rates) if rates else None,
+            "x_random_order": statistics.median(ratios) if ratios else None,
+        }
+    return rows
+
+
+def table_equal_epochs(report: dict[str, Any]) -> str:
+    lines = [
+        f"Machine: {report['machine']}. Mode: {report['mode']}, equal epochs; seeds {report['seeds']}, interleaved.",
+        "",
+        "| task | variant | runs | dev by epoch: mean ± std | test at the end: mean ± std | train samples/s | "
+        "x random order |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task, block in report["tasks"].items():
+        for variant, row in block["summary"].items():
+            dev = " / ".join(f"{d['mean']:.4f} ± {d['std']:.4f}" for d in row["dev_by_epoch"] if d) or "-"
+            test, rate, ratio = row["test"], row["samples_per_second"], row["x_random_order"]
+            lines.append(
+                f"| {task} | {variant} | {row['runs']} | {dev} | "
+                + (f"{test['mean']:.4f} ± {test['std']:.4f}" if test else "-")
+                + f" | {f'{rate:.1f}' if rate else '-'} | {f'{ratio:.2f}x' if ratio else '-'} |"
+            )
+    return "\n".join(lines + _errors(report))
+
+
+def _errors(report: dict[str, Any]) -> list[str]:
+    errors = [
+        f"- {task}/{variant}: {error}"
+        for task, block in report["tasks"].items()
+        for variant, row in block["summary"].items()
+        for error in row["errors"]
+    ]
+    return [""] + errors if errors else []
+
+
 def table(report: dict[str, Any]) -> str:
+    if report.get("equal_epochs"):
+        return table_equal_epochs(report)
     lines = [
         f"Machine: {report['machine']}. Mode: {report['mode']}; seeds {report['seeds']}, interleaved.",
         "",
@@ -214,13 +299,7 @@ def table(report: dict[str, Any]) -> str:
                 + (f"{test['mean']:.4f} ± {test['std']:.4f}" if test else "-")
                 + " |"
             )
-    errors = [
-        f"- {task}/{variant}: {error}"
-        for task, block in report["tasks"].items()
-        for variant, row in block["summary"].items()
-        for error in row["errors"]
-    ]
-    return "\n".join(lines + ([""] + errors if errors else []))
+    return "\n".join(lines + _errors(report))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", help=f"comma-separated subset of {','.join(VARIANTS)}")
     parser.add_argument("--seeds", default=None, help="comma-separated (default 1,2,3; --quick: 1)")
     parser.add_argument("--target", type=float, help="override every task's dev target")
+    parser.add_argument(
+        "--equal_epochs", action="store_true", help="no target: quality after every epoch and samples/s per variant"
+    )
     parser.add_argument("--run_args", default="", help="more run.py options for every run (e.g. a model)")
     parser.add_argument("--out", default=str(ROOT / "bench-results"))
     parser.add_argument("--markdown", metavar="JSON", help="print a finished run's JSON as Markdown, then exit")
@@ -251,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [t for t in (opts.tasks or ("ner" if opts.quick else "ner,sentiment")).split(",") if t]
     if unknown or any(t not in SETTINGS[mode_name] for t in tasks):
         parser.error(f"unknown variant or task: {unknown or tasks}; variants: {', '.join(VARIANTS)}")
+    if opts.equal_epochs and ("baseline" in variants or opts.target is not None):
+        parser.error("--equal_epochs compares project batchings without a target: drop baseline and --target")
     seeds = [int(s) for s in (opts.seeds or ("1" if opts.quick else "1,2,3")).split(",")]
     out_dir = Path(opts.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -260,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine()
     machine_line = f"{info['cpu']}, {info['cores']} cores, GPU: {info['gpu'] or 'none'}"
-    print(f"time-to-quality ({mode_name}): {machine_line}; variants {', '.join(variants)}; seeds {seeds}; log {log}")
+    title = mode_name + (", equal epochs" if opts.equal_epochs else "")
+    print(f"time-to-quality ({title}): {machine_line}; variants {', '.join(variants)}; seeds {seeds}; log {log}")
     started = time.perf_counter()
     runs: dict[str, list[dict[str, Any]]] = {task: [] for task in tasks}
     settings = {task: {**SETTINGS[mode_name][task], **({"target": opts.target} if opts.target is not None else {})}
@@ -270,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
             for task in tasks:
                 for variant in variants:
                     folder = str(Path(scratch) / f"{task}-{variant}-seed{seed}")
-                    argv = run_argv(task, variant, seed, settings[task], folder, opts.run_args.split())
+                    extra = opts.run_args.split()
+                    argv = run_argv(task, variant, seed, settings[task], folder, extra, opts.equal_epochs)
                     if variant == "baseline":
                         record = run_baseline(argv, settings[task], log)
                     else:
@@ -278,19 +364,25 @@ def main(argv: list[str] | None = None) -> int:
                     runs[task].append({"task": task, "variant": variant, "seed": seed, **record})
                     when = time_to_target(record)
                     shown = record.get("error") or (f"target at {when:.1f} s" if when else "target not reached")
+                    if opts.equal_epochs and "error" not in record:
+                        dev = " / ".join(f"{h['dev']:.4f}" for h in record["dev_history"])
+                        shown = f"dev {dev}, test {next(iter(record['test'].values()))}"
                     print(f"  seed {seed} {task:<10} {variant:<13} {shown} (process {record['wall_seconds']:.0f} s)",
                           flush=True)  # fmt: skip
-    report: dict[str, Any] = {"mode": mode_name, "machine": machine_line, "seeds": seeds, "tasks": {}}
+    report: dict[str, Any] = {
+        "mode": mode_name, "equal_epochs": opts.equal_epochs, "machine": machine_line, "seeds": seeds, "tasks": {},
+    }  # fmt: skip
     for task in tasks:
-        summary = summarize(runs[task], variants)
+        summary = (summarize_equal_epochs if opts.equal_epochs else summarize)(runs[task], variants)
         main_metric = next((r["main_metric"] for r in runs[task] if "main_metric" in r), "main metric")
         report["tasks"][task] = {
             "setting": settings[task], "main_metric": main_metric, "summary": summary, "runs": runs[task],
         }  # fmt: skip
     report["total_seconds"] = round(time.perf_counter() - started, 1)
-    path = out_dir / f"ttq-{stamp}-{mode_name}.json"
+    name = mode_name + ("-equal-epochs" if opts.equal_epochs else "")
+    path = out_dir / f"ttq-{stamp}-{name}.json"
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (out_dir / f"ttq-latest-{mode_name}.json").write_text(path.read_text())
+    (out_dir / f"ttq-latest-{name}.json").write_text(path.read_text())
     print("\n" + table(report))
     print(f"\nwrote {path} ({report['total_seconds'] / 60:.1f} min)")
     failed = any(row["errors"] for block in report["tasks"].values() for row in block["summary"].values())

@@ -60,8 +60,36 @@ MUTANTS = [
     (
         "time-to-quality: runs not stopped at the target",
         "benchmarks/time_to_quality.py",
-        '"--stop_at_dev_score", str(setting["target"]), ',
-        "",
+        'argv += ["--stop_at_dev_score", str(setting["target"])]',
+        "pass",
+        [TTQ + "test_smoke_run_launches_each_variant_to_its_target_and_writes_the_table"],
+    ),
+    (
+        "time-to-quality --equal_epochs: speed ratio upside down (random order's over the variant's)",
+        "benchmarks/time_to_quality.py",
+        'ratios.append(r["samples_per_second"] / ref["samples_per_second"])',
+        'ratios.append(ref["samples_per_second"] / r["samples_per_second"])',
+        [TTQ + "test_equal_epochs_summary_averages_each_epoch_and_takes_speed_ratios_within_a_seed"],
+    ),
+    (
+        "time-to-quality --equal_epochs: every epoch scored with the last epoch's dev",
+        "benchmarks/time_to_quality.py",
+        'by_epoch = [[r["dev_history"][e]["dev"] for r',
+        'by_epoch = [[r["dev_history"][-1]["dev"] for r',
+        [TTQ + "test_equal_epochs_summary_averages_each_epoch_and_takes_speed_ratios_within_a_seed"],
+    ),
+    (
+        "time-to-quality --equal_epochs: runs still stop at the target",
+        "benchmarks/time_to_quality.py",
+        'argv += ["--eval_strategy", "epoch"]',
+        'argv += ["--eval_strategy", "epoch", "--stop_at_dev_score", str(setting["target"])]',
+        [TTQ + "test_equal_epochs_runs_every_epoch_with_dev_per_epoch_and_no_target"],
+    ),
+    (
+        "time-to-quality: the partial epoch a run stopped in is rated as a whole one",
+        "benchmarks/time_to_quality.py",
+        "epoch_seconds = epoch_seconds[:-1]",
+        "pass",
         [TTQ + "test_smoke_run_launches_each_variant_to_its_target_and_writes_the_table"],
     ),
     (

@@ -7,7 +7,7 @@ import sys
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from time_to_quality import summarize, table  # noqa: E402
+from time_to_quality import run_argv, summarize, summarize_equal_epochs, table  # noqa: E402
 
 
 def record(variant: str, seed: int, seconds: float | None, test: float, step: int = 100) -> dict:
@@ -32,6 +32,44 @@ def test_summary_takes_ratios_within_a_seed_and_counts_runs_that_never_reached_t
     assert rows["baseline"]["x_baseline"] == 1.0
 
 
+def equal_epochs_record(variant: str, seed: int, devs: list[float], test: float, rate: float) -> dict:
+    history = [{"step": 10 * (i + 1), "dev": d} for i, d in enumerate(devs)]
+    return {"variant": variant, "seed": seed, "dev_history": history, "test": {"f1": test}, "samples_per_second": rate}
+
+
+def test_equal_epochs_summary_averages_each_epoch_and_takes_speed_ratios_within_a_seed():
+    runs = [
+        equal_epochs_record("random_order", 1, [0.70, 0.80], 0.75, 40.0),
+        equal_epochs_record("pool8", 1, [0.66, 0.78], 0.74, 100.0),
+        equal_epochs_record("random_order", 2, [0.72, 0.82], 0.77, 50.0),
+        equal_epochs_record("pool8", 2, [0.70, 0.80], 0.78, 75.0),
+        {"variant": "pool8", "seed": 3, "error": "run.py exit code 1"},
+    ]  # fmt: skip
+    rows = summarize_equal_epochs(runs, ["random_order", "pool8"])
+    pool = rows["pool8"]
+    assert pool["runs"] == 3 and pool["errors"] == ["run.py exit code 1"]
+    assert [round(d["mean"], 6) for d in pool["dev_by_epoch"]] == [0.68, 0.79]
+    assert abs(pool["dev_by_epoch"][0]["std"] - 0.0282843) < 1e-6
+    assert abs(pool["test"]["mean"] - 0.76) < 1e-12
+    assert pool["samples_per_second"] == 87.5
+    assert pool["x_random_order"] == 2.0  # median of 100/40 and 75/50, each within its seed
+    assert rows["random_order"]["x_random_order"] == 1.0
+    text = table({"equal_epochs": True, "mode": "subset", "machine": "m", "seeds": [1, 2, 3],
+                  "tasks": {"ner": {"summary": rows}}})  # fmt: skip
+    assert "| ner | pool8 | 3 | 0.6800 ± 0.0283 / 0.7900 ± 0.0141 | 0.7600 ± 0.0283 | 87.5 | 2.00x |" in text
+    assert "- ner/pool8: run.py exit code 1" in text
+
+
+def test_equal_epochs_runs_every_epoch_with_dev_per_epoch_and_no_target():
+    setting = {"target": 0.8, "eval_steps": 25, "epochs": 3, "train": 4000, "eval": None, "test": None}
+    argv = run_argv("ner", "pool8", 1, setting, "out", [], equal_epochs=True)
+    assert "--stop_at_dev_score" not in argv and "--eval_steps" not in argv
+    assert argv[argv.index("--eval_strategy") + 1] == "epoch"
+    assert argv[argv.index("--num_train_epochs") + 1] == "3" and argv[-2:] == ["--group_by_length_pool", "8"]
+    stopping = run_argv("ner", "pool8", 1, setting, "out", [])
+    assert stopping[stopping.index("--stop_at_dev_score") + 1] == "0.8"
+
+
 def test_smoke_run_launches_each_variant_to_its_target_and_writes_the_table(tiny_model_dir, tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "time_to_quality.py"), "--quick", "--out", str(tmp_path),
@@ -45,4 +83,19 @@ def test_smoke_run_launches_each_variant_to_its_target_and_writes_the_table(tiny
     for run in runs:  # target 0.0: reached at the first dev evaluation, 2 optimizer steps in
         assert run["stop_at_dev_score"]["reached"]["step"] == 2 and run["steps"] == 2
         assert 0 < run["stop_at_dev_score"]["reached"]["seconds"] < run["wall_seconds"]
+        assert run.get("samples_per_second") is None  # stopped inside its only epoch: no whole epoch to rate
     assert "| ner | default | f1 0.0 | 1/1 |" in table(report)
+
+
+def test_equal_epochs_smoke_run_trains_every_epoch_and_rates_it(tiny_model_dir, tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "time_to_quality.py"), "--quick", "--equal_epochs",
+         "--variants", "default", "--out", str(tmp_path), "--run_args", f"--model_name_or_path {tiny_model_dir}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((tmp_path / "ttq-latest-quick-equal-epochs.json").read_text())
+    (run,) = report["tasks"]["ner"]["runs"]
+    assert run["steps"] == 4 and len(run["dev_history"]) == 1  # 32 examples / batch 8: the whole epoch, dev once
+    assert run["samples_per_second"] == 32 / run["epoch_seconds"][0]
+    assert report["tasks"]["ner"]["summary"]["default"]["samples_per_second"] == run["samples_per_second"]
