@@ -49,7 +49,7 @@ def report(machine: dict) -> dict:
     return {
         "config": dict(bench.FULL),
         "machine": {"cpu": "EPYC", "cores": 2, "gpu": None, "default_precision": {"bf16": True}, **machine},
-        "matmul_peak": {"fp32": {"gflops": 197.5}},
+        "matmul_peak": {"fp32": {"gflops": 197.5}, "bf16": {"gflops": 419.5}},
         "skipped": {"pad8": bench.GPU_SWITCH},
         "prep": {
             "ner": {k: stat for k in ("first_tokenize_s", "cached_tokenize_s", "first_total_s", "cached_total_s")}
@@ -77,6 +77,14 @@ def test_markdown_and_text_share_their_rows():
     )
     assert set(text[4]) == {"-", " "}  # tables.render's rule under the header
     assert len(text[5]) == len(text[3]) and text[5].startswith("ner/default")
+
+
+def test_mfu_against_an_emulated_bf16_peak_is_not_shown():
+    emulated = report({}) | {"matmul_peak": {"fp32": {"gflops": 181.4}, "bf16": {"gflops": 1.4}}}
+    row = bench.report_text(emulated, "markdown").splitlines()[5]
+    assert row.endswith("| 200.0% | - | 2.000 |")  # MFU shown, MFU vs a 1.4 GFLOP/s bf16 peak not
+    native = report({}) | {"matmul_peak": {"fp32": {"gflops": 181.4}, "bf16": {"gflops": 400.0}}}
+    assert bench.report_text(native, "markdown").splitlines()[5].endswith("| 200.0% | 200.0% | 2.000 |")
 
 
 def test_markdown_reads_machine_records_from_before_results_environment():
