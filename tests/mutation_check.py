@@ -65,6 +65,13 @@ MUTANTS = [
         [TTQ + "test_smoke_run_launches_each_variant_to_its_target_and_writes_the_table"],
     ),
     (
+        "bench report: MFU against an emulated bf16 peak shown",
+        "benchmarks/bench.py",
+        'native_bf16 = peaks.get("bf16", 0) >= peaks.get("fp32", 0)',
+        "native_bf16 = True",
+        ["tests/benchmarks/test_bench_report.py::test_mfu_against_an_emulated_bf16_peak_is_not_shown"],
+    ),
+    (
         "time-to-quality --equal_epochs: speed ratio upside down (random order's over the variant's)",
         "benchmarks/time_to_quality.py",
         'ratios.append(r["samples_per_second"] / ref["samples_per_second"])',
