@@ -49,6 +49,9 @@ VARIANTS: dict[str, list[str]] = {
         "--gradient_accumulation_steps", "4",
     ],
     "attn_dropout0": ["--attention_dropout", "0"],
+    # length-grouped batches with every token weighed the same (finetune_lab/batching.py: --loss_denominator)
+    "expected": ["--loss_denominator", "expected"],
+    "pool8_expected": ["--group_by_length_pool", "8", "--loss_denominator", "expected"],
     "baseline": [],
 }  # fmt: skip
 # Per mode and task: the target on the dev main metric, how often dev is scored (optimizer steps), the most
@@ -69,6 +72,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 QUICK_VARIANTS = ["default", "baseline"]
+FULL_VARIANTS = ["default", "random_order", "baseline"]  # without --variants: the headline comparison
 
 
 def run_argv(
@@ -308,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", action="store_true", help="smoke run: NER, a few steps, default + baseline")
     mode.add_argument("--subset", action="store_true", help="cheap: a slice of the data and a lower target")
     parser.add_argument("--tasks", help="comma-separated (default ner,sentiment; --quick: ner)")
-    parser.add_argument("--variants", help=f"comma-separated subset of {','.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants", help=f"comma-separated, of {','.join(VARIANTS)} (default {','.join(FULL_VARIANTS)})"
+    )
     parser.add_argument("--seeds", default=None, help="comma-separated (default 1,2,3; --quick: 1)")
     parser.add_argument("--target", type=float, help="override every task's dev target")
     parser.add_argument(
@@ -328,7 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     mode_name = "quick" if opts.quick else "subset" if opts.subset else "full"
-    variants = opts.variants.split(",") if opts.variants else (QUICK_VARIANTS if opts.quick else list(VARIANTS))
+    variants = opts.variants.split(",") if opts.variants else (QUICK_VARIANTS if opts.quick else FULL_VARIANTS)
+    if opts.equal_epochs and not opts.variants:
+        variants = [v for v in variants if v != "baseline"]  # the tutorial loop runs to a target only
     unknown = [v for v in variants if v not in VARIANTS]
     tasks = [t for t in (opts.tasks or ("ner" if opts.quick else "ner,sentiment")).split(",") if t]
     if unknown or any(t not in SETTINGS[mode_name] for t in tasks):

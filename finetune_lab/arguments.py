@@ -174,6 +174,15 @@ class DataArguments:
             "batches and shuffle the batches (0: transformers' own grouping, pools of 50 batches played longest first)."
         },
     )
+    loss_denominator: str = field(
+        default="update",
+        metadata={
+            "help": "What each update's summed loss is divided by: 'update', its own labelled items (tokens for "
+            "NER; transformers' num_items_in_batch), or 'expected', its examples x the training set's mean "
+            "labelled items per example, so a token weighs the same in a batch of short sentences as of long ones.",
+            "choices": ["update", "expected"],
+        },
+    )
     shuffle_train_dataset: bool = field(
         default=False, metadata={"help": "Shuffle the training examples first (--max_train_samples: a random N)."}
     )

@@ -6,6 +6,13 @@ sweep, which learns more slowly per step than random order (issue 12). `--group_
 sorts within random pools of N batches instead and shuffles the batches, so the order of lengths
 is random again and N trades padding against how alike a batch's lengths are.
 
+`--loss_denominator expected` divides each update's summed token loss by the examples in the update times
+the training set's mean labelled items per example, not by the update's own labelled items (transformers'
+`num_items_in_batch`). In random order the two are about equal; in length-grouped batches a batch of
+short sentences has few tokens, so dividing by its own count weighs each of its tokens up to ~10x more than
+a token of a long batch. With `expected` every token weighs the same, whatever batch it lands in. Texts
+have one label each, so for classification the two denominators are the same.
+
 `batch_rebalance` (transformers' BatchRebalanceSampler: each update's random examples, split by
 length into `--gradient_accumulation_steps` micro-batches) ignores `--seed` in transformers 5.24
 (the Trainer builds it with its fixed default seed 42); here it gets `--data_seed`, else `--seed`.
@@ -62,6 +69,16 @@ class PooledLengthSampler(Sampler[int]):
         return iter([index for batch in self.batches() for index in batch])
 
 
+def mean_labelled_items(dataset: Any) -> float:
+    """Labelled items (labels other than -100) per training example: tokens for token classification, 1 for a text."""
+    labels = dataset["labels"]
+    if not len(labels):
+        return 1.0
+    if isinstance(labels[0], (list, tuple)):
+        return sum(sum(1 for label in row if label != -100) for row in labels) / len(labels)
+    return 1.0
+
+
 def example_lengths(dataset: Any, column: str = "input_ids") -> list[int]:
     """Tokens per example (the `length` column where the data set has one, as the Trainer's own samplers)."""
     if "length" in dataset.column_names:
@@ -70,9 +87,23 @@ def example_lengths(dataset: Any, column: str = "input_ids") -> list[int]:
 
 
 class BatchingMixin:
-    """Trainer's training sampler, with --group_by_length_pool and a seeded batch_rebalance."""
+    """Trainer's training sampler, with --group_by_length_pool and a seeded batch_rebalance; --loss_denominator."""
 
     group_by_length_pool: int = 0
+    loss_denominator: str = "update"
+    _items_per_example: float | None = None
+
+    def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> tuple[list, Any]:
+        """The training loop's micro-batches of one update and its loss denominator (`num_items_in_batch`)."""
+        batch_samples, counted = super().get_batch_samples(epoch_iterator, num_batches, device)  # type: ignore[misc]
+        if self.loss_denominator != "expected" or counted is None or not batch_samples:
+            return batch_samples, counted
+        if self._items_per_example is None:
+            self._items_per_example = mean_labelled_items(self.train_dataset)
+        examples = sum(len(batch["labels"]) for batch in batch_samples)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            examples *= self.args.world_size  # as transformers' count, summed over the processes
+        return batch_samples, torch.tensor(examples * self._items_per_example, device=device)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         dataset = self.train_dataset if train_dataset is None else train_dataset
@@ -92,9 +123,11 @@ def batching_class(base: type) -> type:
     return type(f"Batched{base.__name__}", (BatchingMixin, base), {"__doc__": BatchingMixin.__doc__})
 
 
-def with_batching(trainer_class: Callable[..., Trainer], group_by_length_pool: int | None) -> Callable[..., Trainer]:
+def with_batching(
+    trainer_class: Callable[..., Trainer], group_by_length_pool: int | None, loss_denominator: str = "update"
+) -> Callable[..., Trainer]:
     """The trainer class for build_trainer: `trainer_class` with BatchingMixin; a functools.partial keeps
-    its arguments. The pool size goes on the instance (a keyword the Trainer itself does not take)."""
+    its arguments. The pool size and loss denominator go on the instance (keywords the Trainer does not take)."""
     func = trainer_class.func if isinstance(trainer_class, functools.partial) else trainer_class
     args = trainer_class.args if isinstance(trainer_class, functools.partial) else ()
     keywords = trainer_class.keywords if isinstance(trainer_class, functools.partial) else {}
@@ -103,6 +136,7 @@ def with_batching(trainer_class: Callable[..., Trainer], group_by_length_pool: i
     def build(*more: Any, **kw: Any) -> Trainer:
         trainer = base(*args, *more, **keywords, **kw)
         trainer.group_by_length_pool = int(group_by_length_pool or 0)
+        trainer.loss_denominator = loss_denominator
         return trainer
 
     return build

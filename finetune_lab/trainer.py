@@ -84,7 +84,9 @@ def build_trainer(
     standard: list[TrainerCallback] = [PerClassReport(), MarkCheckpointComplete(), StopOnNonFiniteLoss()]
     if early_stopping_patience > 0:
         standard.append(EarlyStoppingCallback(early_stopping_patience=early_stopping_patience))
-    trainer_class = with_batching(trainer_class, getattr(data_args, "group_by_length_pool", 0))  # training order
+    trainer_class = with_batching(  # training order and the loss denominator
+        trainer_class, getattr(data_args, "group_by_length_pool", 0), getattr(data_args, "loss_denominator", "update")
+    )
     return trainer_class(
         model=model,
         args=training_args,

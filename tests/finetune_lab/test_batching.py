@@ -10,7 +10,7 @@ from transformers import TrainingArguments
 from transformers.trainer_pt_utils import BatchRebalanceSampler, LengthGroupedSampler
 
 from finetune_lab.arguments import parse_arguments
-from finetune_lab.batching import PooledLengthSampler
+from finetune_lab.batching import PooledLengthSampler, mean_labelled_items
 from finetune_lab.callbacks import StopAtDevScore
 from finetune_lab.errors import UsageError
 from finetune_lab.trainer import build_trainer
@@ -57,15 +57,39 @@ def test_pool_size_trades_padding_and_seeds_change_the_order():
     assert stream(lengths, 32, 8, 0) != stream(lengths, 32, 8, 1)
 
 
-def sampler_of(tmp_path: Path, tiny_model_dir: Path, pool: int, **training: object) -> object:
+def trainer_of(tmp_path: Path, tiny_model_dir: Path, pool: int, denominator: str = "update", **training: object):
     task = ConllNer()
     built = tiny_model(task, tiny_model_dir)
     examples = tiny_examples(task, built.tokenizer, 24)
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_train_batch_size=4,
                              **training)  # fmt: skip
-    data_args = SimpleNamespace(**vars(DATA_ARGS), group_by_length_pool=pool)
-    trainer = build_trainer(task, built.model, built.tokenizer, args, data_args, examples, None)
-    return trainer._get_train_sampler()
+    data_args = SimpleNamespace(**vars(DATA_ARGS), group_by_length_pool=pool, loss_denominator=denominator)
+    return build_trainer(task, built.model, built.tokenizer, args, data_args, examples, None)
+
+
+def sampler_of(tmp_path: Path, tiny_model_dir: Path, pool: int, **training: object) -> object:
+    return trainer_of(tmp_path, tiny_model_dir, pool, **training)._get_train_sampler()
+
+
+def test_mean_labelled_items_counts_tokens_per_sentence_and_one_per_text():
+    assert mean_labelled_items({"labels": [[0, -100, 3], [1, 2, 2, -100]]}) == 2.5
+    assert mean_labelled_items({"labels": [0, 1, 1]}) == 1.0
+
+
+@pytest.mark.parametrize("denominator", ["update", "expected"])
+def test_loss_denominator_of_an_update(tmp_path, tiny_model_dir, denominator):
+    trainer = trainer_of(tmp_path, tiny_model_dir, 2, denominator, train_sampling_strategy="group_by_length",
+                         gradient_accumulation_steps=2)  # fmt: skip
+    per_example = mean_labelled_items(trainer.train_dataset)
+    batches = iter(trainer.get_train_dataloader())
+    seen = []
+    for _ in range(3):  # 24 examples in 6 batches of 4: three updates of 2 micro-batches
+        samples, divisor = trainer.get_batch_samples(batches, 2, torch.device("cpu"))
+        counted = sum(int((b["labels"] != -100).sum()) for b in samples)
+        seen.append(counted)
+        expected = 8 * per_example if denominator == "expected" else counted  # 8 examples per update
+        assert float(divisor) == pytest.approx(expected)
+    assert len(set(seen)) > 1  # length-grouped updates hold different numbers of tokens: the two differ
 
 
 def test_the_trainer_uses_the_pooled_sampler_and_seeds_batch_rebalance(tmp_path, tiny_model_dir):
