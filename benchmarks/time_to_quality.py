@@ -116,7 +116,12 @@ def run_project(argv: list[str], log: Path) -> dict[str, Any]:
     wall = time.perf_counter() - started
     if done.returncode != 0:
         return {"error": f"run.py exit code {done.returncode}; see {log}", "wall_seconds": wall}
-    results = json.loads((out / "results.json").read_text())
+    return {**run_record(out / "results.json"), "wall_seconds": wall}
+
+
+def run_record(results_json: Path) -> dict[str, Any]:
+    """What the summaries need from one run's results.json: the stop, steps, time, dev history, test, speed."""
+    results = json.loads(results_json.read_text())
     train, main = results["train"], results["main_metric"]
     history = [
         {"step": h.get("step"), "dev": h.get(f"eval_{main}")} for h in results["dev_history"] if f"eval_{main}" in h
@@ -135,7 +140,6 @@ def run_project(argv: list[str], log: Path) -> dict[str, Any]:
         "dev_history": history,
         "test": {main: results["test"].get(main)},
         "main_metric": main,
-        "wall_seconds": wall,
     }
 
 
