@@ -65,6 +65,20 @@ MUTANTS = [
         [TTQ + "test_smoke_run_launches_each_variant_to_its_target_and_writes_the_table"],
     ),
     (
+        "batching: --loss_denominator expected still divides by the update's own tokens",
+        "finetune_lab/batching.py",
+        'if self.loss_denominator != "expected" or counted is None',
+        "if True or counted is None",
+        [BATCHING + "test_loss_denominator_of_an_update"],
+    ),
+    (
+        "batching: --loss_denominator expected counts every labelled position, ignored ones too",
+        "finetune_lab/batching.py",
+        "sum(1 for label in row if label != -100)",
+        "len(row)",
+        [BATCHING + "test_mean_labelled_items_counts_tokens_per_sentence_and_one_per_text"],
+    ),
+    (
         "bench report: MFU against an emulated bf16 peak shown",
         "benchmarks/bench.py",
         'native_bf16 = peaks.get("bf16", 0) >= peaks.get("fp32", 0)',
