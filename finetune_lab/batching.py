@@ -10,8 +10,9 @@ is random again and N trades padding against how alike a batch's lengths are.
 the training set's mean labelled items per example, not by the update's own labelled items (transformers'
 `num_items_in_batch`). In random order the two are about equal; in length-grouped batches a batch of
 short sentences has few tokens (CoNLL, batch 32: 13-19x fewer than the longest batch of its pool of 8), so
-dividing by its own count weighs each of its tokens that much more than a token of a long batch. With `expected` every token weighs the same, whatever batch it lands in. Texts
-have one label each, so for classification the two denominators are the same.
+dividing by its own count weighs each of its tokens that much more than a token of a long batch. With
+`expected` every token weighs the same, whatever batch it lands in. Texts have one label each, so for
+classification the two denominators are the same.
 
 `batch_rebalance` (transformers' BatchRebalanceSampler: each update's random examples, split by
 length into `--gradient_accumulation_steps` micro-batches) ignores `--seed` in transformers 5.24
