@@ -128,15 +128,15 @@ def run_record(results_json: Path) -> dict[str, Any]:
     ]
     epoch_seconds = train.get("epoch_seconds") or []
     examples = (results.get("data") or {}).get("used", {}).get("train")
-    if (train.get("stop_at_dev_score") or {}).get("reached"):
-        epoch_seconds = epoch_seconds[:-1]  # the epoch it stopped in is partial: no rate from it
+    # the epoch a run stopped in at its target is partial: no rate from it
+    whole_epochs = epoch_seconds[:-1] if (train.get("stop_at_dev_score") or {}).get("reached") else epoch_seconds
     return {
         "stop_at_dev_score": train.get("stop_at_dev_score"),
         "steps": train["steps"],
         "seconds": train["seconds"],
-        "epoch_seconds": train.get("epoch_seconds") or [],
-        # examples per epoch over the median epoch (evaluation excluded): the rate as launched
-        "samples_per_second": examples / statistics.median(epoch_seconds) if examples and epoch_seconds else None,
+        "epoch_seconds": epoch_seconds,
+        # examples per epoch over the median whole epoch (evaluation excluded): the rate as launched
+        "samples_per_second": examples / statistics.median(whole_epochs) if examples and whole_epochs else None,
         "dev_history": history,
         "test": {main: results["test"].get(main)},
         "main_metric": main,
@@ -182,6 +182,12 @@ def time_to_target(record: dict[str, Any]) -> float | None:
     return reached["seconds"] if reached else None
 
 
+def _mean_std(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
 def summarize(
     runs: list[dict[str, Any]], variants: list[str], references: Sequence[str] = ("baseline", "random_order")
 ) -> dict[str, dict[str, Any]]:
@@ -207,22 +213,10 @@ def summarize(
             "errors": [r["error"] for r in mine if "error" in r],
             "seconds": {"median": statistics.median(times), "min": min(times), "max": max(times)} if times else None,
             "steps": statistics.median(steps) if steps else None,
-            "test": {
-                "median": statistics.median(tests),
-                "mean": statistics.mean(tests),
-                "std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
-            }
-            if tests
-            else None,  # fmt: skip
+            "test": {"median": statistics.median(tests), **_mean_std(tests)} if tests else None,
             **{f"x_{ref}": statistics.median(values) if values else None for ref, values in ratios.items()},
         }
     return rows
-
-
-def _mean_std(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 def summarize_equal_epochs(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, dict[str, Any]]:

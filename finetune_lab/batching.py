@@ -73,9 +73,7 @@ class PooledLengthSampler(Sampler[int]):
 def mean_labelled_items(dataset: Any) -> float:
     """Labelled items (labels other than -100) per training example: tokens for token classification, 1 for a text."""
     labels = dataset["labels"]
-    if not len(labels):
-        return 1.0
-    if isinstance(labels[0], (list, tuple)):
+    if len(labels) and isinstance(labels[0], (list, tuple)):
         return sum(sum(1 for label in row if label != -100) for row in labels) / len(labels)
     return 1.0
 

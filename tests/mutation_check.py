@@ -109,8 +109,8 @@ MUTANTS = [
     (
         "time-to-quality: the partial epoch a run stopped in is rated as a whole one",
         "benchmarks/time_to_quality.py",
-        "epoch_seconds = epoch_seconds[:-1]",
-        "pass",
+        "epoch_seconds[:-1] if (train",
+        "epoch_seconds if (train",
         [TTQ + "test_smoke_run_launches_each_variant_to_its_target_and_writes_the_table"],
     ),
     (
