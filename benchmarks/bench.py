@@ -56,8 +56,11 @@ SLOW_BF16 = (
     "one training step would take minutes; --force-slow-bf16 runs it"
 )
 TOGGLES: dict[str, dict[str, Any]] = {
-    "random_order": toggle("--train_sampling_strategy random", "length grouping off"),
-    "pool8": toggle("--group_by_length_pool 8", "grouping within random pools of 8 batches, batches shuffled"),
+    "random_order": toggle("--train_sampling_strategy random --loss_denominator update", "length grouping off"),
+    "hf_grouping": toggle(
+        "--group_by_length_pool 0 --loss_denominator update",
+        "transformers' group_by_length: pools of 50 batches, longest first (the default before issue 12)",
+    ),
     "rebalance": toggle(
         "--train_sampling_strategy batch_rebalance --per_device_train_batch_size 8 --gradient_accumulation_steps 4",
         "each update's 32 random examples in 4 length-sorted micro-batches",
@@ -81,7 +84,7 @@ TOGGLES: dict[str, dict[str, Any]] = {
     "eval_batch_64": toggle("--per_device_eval_batch_size 64", "eval batch 64", eval_only=True),
 }
 NER_VARIANTS = ["baseline", "default", *TOGGLES]
-SENTIMENT_VARIANTS = ["baseline", "default", "random_order", "pool8", "rebalance"]
+SENTIMENT_VARIANTS = ["baseline", "default", "random_order", "hf_grouping", "rebalance"]
 # The smoke run (--quick) covers every code path once: trainer, baseline, eval-only (NER); not every switch.
 QUICK_VARIANTS = {"ner": ["baseline", "default", "eval_batch_256"], "sentiment": ["baseline", "default"]}
 SCALING_FRACTIONS = (0.25, 0.5, 1.0)

@@ -2,7 +2,7 @@
 """Where a training step's time goes: torch.profiler over a few steps of the default path, by kind of work.
 
     python benchmarks/profile_step.py                         # NER, default path, 5 profiled steps after 3
-    python benchmarks/profile_step.py --variants default,pool8 --steps 10
+    python benchmarks/profile_step.py --variants default,hf_grouping --steps 10
     python benchmarks/profile_step.py --quick                 # 1 step on 32 examples: checks that it runs
 
 The same path as `make bench` (the project's Trainer builder and options, `bench.project_argv`), on the

@@ -40,18 +40,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 # The batchings compared (run.py options on top of the project's defaults); "baseline" is the tutorial loop.
+# The default: batches sorted within random pools of 8, every token weighed the same (finetune_lab/batching.py).
 VARIANTS: dict[str, list[str]] = {
     "default": [],
-    "random_order": ["--train_sampling_strategy", "random"],
-    "pool8": ["--group_by_length_pool", "8"],
+    # transformers' plain random order: random batches, each update divided by its own labelled tokens
+    "random_order": ["--train_sampling_strategy", "random", "--loss_denominator", "update"],
+    # transformers' group_by_length as it comes (the default before issue 12)
+    "hf_grouping": ["--group_by_length_pool", "0", "--loss_denominator", "update"],
+    # the default's batches with transformers' denominator: what weighing every token the same is worth
+    "update": ["--loss_denominator", "update"],
     "rebalance": [
         "--train_sampling_strategy", "batch_rebalance", "--per_device_train_batch_size", "8",
         "--gradient_accumulation_steps", "4",
     ],
     "attn_dropout0": ["--attention_dropout", "0"],
-    # length-grouped batches with every token weighed the same (finetune_lab/batching.py: --loss_denominator)
-    "expected": ["--loss_denominator", "expected"],
-    "pool8_expected": ["--group_by_length_pool", "8", "--loss_denominator", "expected"],
     "baseline": [],
 }  # fmt: skip
 # Per mode and task: the target on the dev main metric, how often dev is scored (optimizer steps), the most

@@ -24,6 +24,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from finetune_lab import augmentation, robustness
+from finetune_lab.batching import DEFAULT_LOSS_DENOMINATOR, DEFAULT_POOL_BATCHES
 from finetune_lab.errors import OneLineErrors, UsageError, did_you_mean
 from finetune_lab.hardware import loader_defaults, precision_defaults
 
@@ -168,18 +169,18 @@ class DataArguments:
         metadata={"help": "Pad each batch to a multiple of N tokens (default: 8 on a GPU, none on a CPU)."},
     )
     group_by_length_pool: int = field(
-        default=0,
+        default=DEFAULT_POOL_BATCHES,
         metadata={
             "help": "With --train_sampling_strategy group_by_length: sort by length within random pools of N "
             "batches and shuffle the batches (0: transformers' own grouping, pools of 50 batches played longest first)."
         },
     )
     loss_denominator: str = field(
-        default="update",
+        default=DEFAULT_LOSS_DENOMINATOR,
         metadata={
-            "help": "What each update's summed loss is divided by: 'update', its own labelled items (tokens for "
-            "NER; transformers' num_items_in_batch), or 'expected', its examples x the training set's mean "
-            "labelled items per example, so a token weighs the same in a batch of short sentences as of long ones.",
+            "help": "What each update's summed loss is divided by: 'expected', its examples x the training set's "
+            "mean labelled items per example, so a token weighs the same in a batch of short sentences as of long "
+            "ones, or 'update', its own labelled items (tokens for NER; transformers' num_items_in_batch).",
             "choices": ["update", "expected"],
         },
     )
@@ -379,7 +380,7 @@ BASE_DEFAULTS: dict[str, Any] = {
     # at the end; `--do_eval false` / `--do_predict false` skip them (see follow_evaluation).
     "do_eval": True,
     "do_predict": True,
-    # Batches of similar length: far less padding (2.1x faster NER training on 2 CPU cores).
+    # Batches of similar length, sorted within random pools of 8 batches (batching.py): far less padding.
     "train_sampling_strategy": "group_by_length",
     # Fused AdamW (one kernel for all parameters; CPU and CUDA since torch 2.4). transformers'
     # own default on torch >= 2.8, made explicit here because `make bench` measures it.
@@ -684,7 +685,7 @@ def check_hf_script_options(hf: HfScriptArguments, task_class: type) -> None:
         raise UsageError(f"--do_regression {shown}: task '{task_class.name}' {kind}; use {other}")
 
 
-def check_data_options(data: DataArguments, explicit: Any) -> None:
+def check_data_options(data: DataArguments, explicit: Any, strategy: str) -> None:
     """Data options that would have no effect with the data source chosen are errors, not silently dropped."""
     files = [f"--{split}_file" for split in ("train", "validation", "test") if getattr(data, f"{split}_file")]
     if files and data.dataset_name:
@@ -710,6 +711,11 @@ def check_data_options(data: DataArguments, explicit: Any) -> None:
             "--text_column_delimiter joins the columns of a comma-separated --text_column_name (e.g. title,body); "
             "give several columns or leave it out"
         )
+    if explicit("group_by_length_pool") and data.group_by_length_pool and strategy != "group_by_length":
+        raise UsageError(
+            f"--group_by_length_pool {data.group_by_length_pool}: only with --train_sampling_strategy group_by_length "
+            f"(here {strategy}); leave it out or switch the strategy"
+        )
     if explicit("shuffle_seed") and not data.shuffle_train_dataset:
         raise UsageError("--shuffle_seed is the seed of --shuffle_train_dataset true; pass that too or leave it out")
 
@@ -732,11 +738,6 @@ def check_values(run: RunArguments, model: ModelArguments, data: DataArguments, 
         raise UsageError(
             f"--stop_at_dev_score {run.stop_at_dev_score}: needs dev evaluations during training "
             "(--do_eval true and an --eval_strategy other than no)"
-        )
-    if data.group_by_length_pool and training.train_sampling_strategy != "group_by_length":
-        raise UsageError(
-            f"--group_by_length_pool {data.group_by_length_pool}: only with --train_sampling_strategy group_by_length "
-            f"(here {training.train_sampling_strategy}); leave it out or switch the strategy"
         )
     check_model_path(model.model_name_or_path)
     check_model_path(model.config_name, "--config_name")
@@ -980,7 +981,7 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
         data.pad_to_multiple_of = data.pad_to_multiple_of or None
     run.task = task_name
     check_hf_script_options(hf, task_class)
-    check_data_options(data, explicit)
+    check_data_options(data, explicit, training.train_sampling_strategy)
     if training.resume_from_checkpoint is not None and not explicit("resume"):
         sources["resume"] = "follows: --resume_from_checkpoint"
     resume_request(run, training)

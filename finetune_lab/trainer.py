@@ -23,7 +23,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from finetune_lab.batching import with_batching
+from finetune_lab.batching import DEFAULT_LOSS_DENOMINATOR, DEFAULT_POOL_BATCHES, with_batching
 from finetune_lab.callbacks import MarkCheckpointComplete, PerClassReport, StopOnNonFiniteLoss
 
 
@@ -85,7 +85,9 @@ def build_trainer(
     if early_stopping_patience > 0:
         standard.append(EarlyStoppingCallback(early_stopping_patience=early_stopping_patience))
     trainer_class = with_batching(  # training order and the loss denominator
-        trainer_class, getattr(data_args, "group_by_length_pool", 0), getattr(data_args, "loss_denominator", "update")
+        trainer_class,
+        getattr(data_args, "group_by_length_pool", DEFAULT_POOL_BATCHES),
+        getattr(data_args, "loss_denominator", DEFAULT_LOSS_DENOMINATOR),
     )
     return trainer_class(
         model=model,

@@ -72,6 +72,27 @@ MUTANTS = [
         [BATCHING + "test_loss_denominator_of_an_update"],
     ),
     (
+        "batching: the default back to transformers' grouping",
+        "finetune_lab/batching.py",
+        "DEFAULT_POOL_BATCHES = 8",
+        "DEFAULT_POOL_BATCHES = 0",
+        [BATCHING + "test_default_batching_is_pools_of_8_with_every_token_weighed_the_same"],
+    ),
+    (
+        "batching: the default back to the update's own token count",
+        "finetune_lab/batching.py",
+        'DEFAULT_LOSS_DENOMINATOR = "expected"',
+        'DEFAULT_LOSS_DENOMINATOR = "update"',
+        [BATCHING + "test_default_batching_is_pools_of_8_with_every_token_weighed_the_same"],
+    ),
+    (
+        "batching: the default pool rejected with random order",
+        "finetune_lab/arguments.py",
+        'if explicit("group_by_length_pool") and data.group_by_length_pool',
+        "if data.group_by_length_pool",
+        [BATCHING + "test_default_batching_is_pools_of_8_with_every_token_weighed_the_same"],
+    ),
+    (
         "batching: --loss_denominator expected counts every labelled position, ignored ones too",
         "finetune_lab/batching.py",
         "sum(1 for label in row if label != -100)",
@@ -137,7 +158,7 @@ MUTANTS = [
     (
         "batching: --group_by_length_pool ignored by the Trainer builder",
         "finetune_lab/trainer.py",
-        'getattr(data_args, "group_by_length_pool", 0)',
+        'getattr(data_args, "group_by_length_pool", DEFAULT_POOL_BATCHES)',
         "0",
         [BATCHING + "test_the_trainer_uses_the_pooled_sampler_and_seeds_batch_rebalance"],
     ),

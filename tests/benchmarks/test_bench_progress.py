@@ -73,7 +73,7 @@ def test_quick_runs_every_check_in_one_process_and_says_what_it_skips(fake_machi
     # every switch the full bench would run on this machine, and nothing it skips here anyway
     assert not_run == [
         "ner/random_order",
-        "ner/pool8",
+        "ner/hf_grouping",
         "ner/rebalance",
         "ner/attn_dropout0",
         "ner/fp32",
@@ -82,7 +82,7 @@ def test_quick_runs_every_check_in_one_process_and_says_what_it_skips(fake_machi
         "ner/workers2",
         "ner/eval_batch_64",
         "sentiment/random_order",
-        "sentiment/pool8",
+        "sentiment/hf_grouping",
         "sentiment/rebalance",
     ]
     assert "starting;" not in out  # no per-process progress lines: there is one process

@@ -40,13 +40,13 @@ def equal_epochs_record(variant: str, seed: int, devs: list[float], test: float,
 def test_equal_epochs_summary_averages_each_epoch_and_takes_speed_ratios_within_a_seed():
     runs = [
         equal_epochs_record("random_order", 1, [0.70, 0.80], 0.75, 40.0),
-        equal_epochs_record("pool8", 1, [0.66, 0.78], 0.74, 100.0),
+        equal_epochs_record("hf_grouping", 1, [0.66, 0.78], 0.74, 100.0),
         equal_epochs_record("random_order", 2, [0.72, 0.82], 0.77, 50.0),
-        equal_epochs_record("pool8", 2, [0.70, 0.80], 0.78, 75.0),
-        {"variant": "pool8", "seed": 3, "error": "run.py exit code 1"},
+        equal_epochs_record("hf_grouping", 2, [0.70, 0.80], 0.78, 75.0),
+        {"variant": "hf_grouping", "seed": 3, "error": "run.py exit code 1"},
     ]  # fmt: skip
-    rows = summarize_equal_epochs(runs, ["random_order", "pool8"])
-    pool = rows["pool8"]
+    rows = summarize_equal_epochs(runs, ["random_order", "hf_grouping"])
+    pool = rows["hf_grouping"]
     assert pool["runs"] == 3 and pool["errors"] == ["run.py exit code 1"]
     assert [round(d["mean"], 6) for d in pool["dev_by_epoch"]] == [0.68, 0.79]
     assert abs(pool["dev_by_epoch"][0]["std"] - 0.0282843) < 1e-6
@@ -56,17 +56,18 @@ def test_equal_epochs_summary_averages_each_epoch_and_takes_speed_ratios_within_
     assert rows["random_order"]["x_random_order"] == 1.0
     text = table({"equal_epochs": True, "mode": "subset", "machine": "m", "seeds": [1, 2, 3],
                   "tasks": {"ner": {"summary": rows}}})  # fmt: skip
-    assert "| ner | pool8 | 3 | 0.6800 ± 0.0283 / 0.7900 ± 0.0141 | 0.7600 ± 0.0283 | 87.5 | 2.00x |" in text
-    assert "- ner/pool8: run.py exit code 1" in text
+    assert "| ner | hf_grouping | 3 | 0.6800 ± 0.0283 / 0.7900 ± 0.0141 | 0.7600 ± 0.0283 | 87.5 | 2.00x |" in text
+    assert "- ner/hf_grouping: run.py exit code 1" in text
 
 
 def test_equal_epochs_runs_every_epoch_with_dev_per_epoch_and_no_target():
     setting = {"target": 0.8, "eval_steps": 25, "epochs": 3, "train": 4000, "eval": None, "test": None}
-    argv = run_argv("ner", "pool8", 1, setting, "out", [], equal_epochs=True)
+    argv = run_argv("ner", "hf_grouping", 1, setting, "out", [], equal_epochs=True)
     assert "--stop_at_dev_score" not in argv and "--eval_steps" not in argv
     assert argv[argv.index("--eval_strategy") + 1] == "epoch"
-    assert argv[argv.index("--num_train_epochs") + 1] == "3" and argv[-2:] == ["--group_by_length_pool", "8"]
-    stopping = run_argv("ner", "pool8", 1, setting, "out", [])
+    assert argv[argv.index("--num_train_epochs") + 1] == "3"
+    assert argv[-4:] == ["--group_by_length_pool", "0", "--loss_denominator", "update"]
+    stopping = run_argv("ner", "hf_grouping", 1, setting, "out", [])
     assert stopping[stopping.index("--stop_at_dev_score") + 1] == "0.8"
 
 

@@ -116,6 +116,14 @@ def test_options_that_would_do_nothing_are_rejected(argv, message):
         parse_arguments(["--task", "ner", *argv])
 
 
+def test_default_batching_is_pools_of_8_with_every_token_weighed_the_same():
+    parsed = parse_arguments(["--task", "ner"])
+    assert (parsed.data.group_by_length_pool, parsed.data.loss_denominator) == (8, "expected")
+    assert parsed.training.train_sampling_strategy == "group_by_length"
+    plain = parse_arguments(["--task", "ner", "--train_sampling_strategy", "random"])  # the default pool is no error
+    assert plain.training.train_sampling_strategy == "random"
+
+
 def evaluate(callback: StopAtDevScore, value: float, step: int = 10, greater_is_better: bool = True) -> bool:
     args = SimpleNamespace(metric_for_best_model="f1", greater_is_better=greater_is_better)
     control = SimpleNamespace(should_training_stop=False)
