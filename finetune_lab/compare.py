@@ -109,6 +109,8 @@ EXPERIMENT_OPTIONS = (
     "options.training.label_smoothing_factor",
     "options.training.neftune_noise_alpha",
     "options.training.train_sampling_strategy",
+    "options.data.group_by_length_pool",
+    "options.data.loss_denominator",
     "options.training.bf16",
     "options.training.fp16",
     # Which checkpoint is the result: the best by the main metric, judged at each evaluation.
@@ -121,6 +123,9 @@ EXPERIMENT_OPTIONS = (
 ADDED_DEFAULTS = {
     "options.data.text_column_delimiter": " ",
     "options.data.shuffle_train_dataset": False,
+    # runs from before these options trained with transformers' grouping and denominator
+    "options.data.group_by_length_pool": 0,
+    "options.data.loss_denominator": "update",
 }
 # The hyperparameters a leaderboard shows: short column name -> dotted path in results.json.
 SHOWN = {

@@ -93,6 +93,20 @@ MUTANTS = [
         [BATCHING + "test_default_batching_is_pools_of_8_with_every_token_weighed_the_same"],
     ),
     (
+        "compare: the default batching groups with older runs",
+        "finetune_lab/compare.py",
+        '    "options.data.loss_denominator",\n',
+        "",
+        [COMPARE + "test_experiment_options_split_a_seed_group"],
+    ),
+    (
+        "compare: older runs (no batching options) split from runs that name transformers' batching",
+        "finetune_lab/compare.py",
+        '    "options.data.group_by_length_pool": 0,\n',
+        "",
+        [COMPARE + "test_folders_caches_and_spellings_do_not_split_a_seed_group"],
+    ),
+    (
         "batching: --loss_denominator expected counts every labelled position, ignored ones too",
         "finetune_lab/batching.py",
         "sum(1 for label in row if label != -100)",

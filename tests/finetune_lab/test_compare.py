@@ -164,6 +164,8 @@ def test_a_loss_like_main_metric_ranks_lowest_first(tmp_path):
         ("experiment_file", "experiments/ner.yaml", "/copies/ner.yaml"),
         ("options.training.num_train_epochs", 2, 2.0),  # W&B reads 2.0 back as 2
         ("options.task", {}, None),  # W&B drops an empty section
+        ("options.data.group_by_length_pool", None, 0),  # older runs: transformers' grouping, as 0 says
+        ("options.data.loss_denominator", None, "update"),
     ],
 )
 def test_folders_caches_and_spellings_do_not_split_a_seed_group(tmp_path, option, first, second):
@@ -185,6 +187,8 @@ def test_folders_caches_and_spellings_do_not_split_a_seed_group(tmp_path, option
         ("options.training.gradient_accumulation_steps", 1, 4),
         ("options.data.max_train_samples", None, 1000),
         ("processes", 1, 2),
+        ("options.data.group_by_length_pool", None, 8),  # an older run against today's default batching
+        ("options.data.loss_denominator", None, "expected"),
     ],
 )
 def test_experiment_options_split_a_seed_group(tmp_path, option, first, second):
