@@ -31,8 +31,8 @@ from torch.utils.data import Sampler
 from transformers import Trainer
 
 # The defaults (issue 12, docs/benchmarks.md): batches sorted by length within random pools of 8 batches, then
-# shuffled; every labelled token weighed the same. On full CoNLL they train NER as well as random order at equal
-# epochs, ~2x as many samples/s.
+# shuffled; every labelled token weighed the same. Full CoNLL, 3 epochs, seeds 1-3: NER test F1 as random order's
+# (dev 0.3 points lower) at ~2x its train samples/s.
 DEFAULT_POOL_BATCHES = 8
 DEFAULT_LOSS_DENOMINATOR = "expected"
 
