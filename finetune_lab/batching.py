@@ -130,9 +130,7 @@ def batching_class(base: type) -> type:
 
 
 def with_batching(
-    trainer_class: Callable[..., Trainer],
-    group_by_length_pool: int = DEFAULT_POOL_BATCHES,
-    loss_denominator: str = DEFAULT_LOSS_DENOMINATOR,
+    trainer_class: Callable[..., Trainer], group_by_length_pool: int, loss_denominator: str
 ) -> Callable[..., Trainer]:
     """The trainer class for build_trainer: `trainer_class` with BatchingMixin; a functools.partial keeps
     its arguments. The pool size and loss denominator go on the instance (keywords the Trainer does not take)."""

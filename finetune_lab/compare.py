@@ -203,6 +203,8 @@ def experiment_key(data: dict[str, Any]) -> str:
             options[path] = None
     if not options.get("options.data.shuffle_train_dataset"):
         options["options.data.shuffle_seed"] = None  # the seed of a shuffle that did not happen
+    if options.get("options.training.train_sampling_strategy") not in (None, "group_by_length"):
+        options["options.data.group_by_length_pool"] = None  # the pool of a grouping that did not happen
     return json.dumps(options, sort_keys=True, default=str)
 
 

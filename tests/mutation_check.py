@@ -100,6 +100,20 @@ MUTANTS = [
         [COMPARE + "test_experiment_options_split_a_seed_group"],
     ),
     (
+        "compare: the pool of a grouping that did not happen splits a seed group",
+        "finetune_lab/compare.py",
+        'options["options.data.group_by_length_pool"] = None  # the pool',
+        "pass  # the pool",
+        [COMPARE + "test_an_option_splits_a_seed_group_only_where_it_acted"],
+    ),
+    (
+        "compare: the seed of a shuffle that did not happen splits a seed group",
+        "finetune_lab/compare.py",
+        'options["options.data.shuffle_seed"] = None  # the seed',
+        "pass  # the seed",
+        [COMPARE + "test_an_option_splits_a_seed_group_only_where_it_acted"],
+    ),
+    (
         "compare: older runs (no batching options) split from runs that name transformers' batching",
         "finetune_lab/compare.py",
         '    "options.data.group_by_length_pool": 0,\n',

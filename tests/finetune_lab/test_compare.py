@@ -198,6 +198,30 @@ def test_experiment_options_split_a_seed_group(tmp_path, option, first, second):
     assert [row.n for row in board(groups_for(root), "ner")] == [1, 1]
 
 
+@pytest.mark.parametrize(
+    "switch, idle, acting, option, first, second",
+    [
+        ("options.data.shuffle_train_dataset", False, True, "options.data.shuffle_seed", 1, 2),
+        (
+            "options.training.train_sampling_strategy",
+            "random",
+            "group_by_length",
+            "options.data.group_by_length_pool",
+            0,
+            8,
+        ),
+    ],
+)
+def test_an_option_splits_a_seed_group_only_where_it_acted(tmp_path, switch, idle, acting, option, first, second):
+    for state, sizes in ((idle, [2]), (acting, [1, 1])):
+        root = tmp_path / str(state) / "outputs"
+        for seed, value in ((1, first), (2, second)):
+            path = write_run(root, "ner", f"a-s{seed}", seed, dev=0.8, test=0.7)
+            set_option(path, switch, state)
+            set_option(path, option, value)
+        assert [row.n for row in board(groups_for(root), "ner")] == sizes, state
+
+
 def test_markdown_output(runs_dir, capsys):
     main([str(runs_dir), "--format", "markdown", "--no_plots", "--task", "ner"])
     out = capsys.readouterr().out
