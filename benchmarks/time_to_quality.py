@@ -6,6 +6,7 @@
     python benchmarks/time_to_quality.py --quick    # smoke: a few steps, each code path once (make bench BENCH_QUICK=1)
     python benchmarks/time_to_quality.py --subset --equal_epochs   # no target: dev per epoch, test at the end
     python benchmarks/time_to_quality.py --markdown bench-results/ttq-latest.json
+    python benchmarks/time_to_quality.py --markdown seed1.json seed2.json seed3.json   # runs split over sessions
 
 Samples per second alone can hide a slower learner: a batching that trains 2x faster per sample but
 needs 2x the steps wins nothing. Here every variant trains until its dev score reaches the target
@@ -306,6 +307,37 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines + _errors(report))
 
 
+def combine(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs' reports as one (e.g. one seed per session): the same mode and settings, each (task, variant,
+    seed) once; the summaries are taken again over all the runs (ratios still within a seed)."""
+    first = reports[0]
+    for report in reports[1:]:
+        for key in ("mode", "equal_epochs", "machine"):
+            if report[key] != first[key]:
+                raise ValueError(f"the reports differ in {key}: {first[key]!r} and {report[key]!r}")
+        for task, block in report["tasks"].items():
+            if task in first["tasks"] and block["setting"] != first["tasks"][task]["setting"]:
+                raise ValueError(f"the reports differ in {task}'s setting: {first['tasks'][task]['setting']} "
+                                 f"and {block['setting']}")  # fmt: skip
+    combined = {key: first[key] for key in ("mode", "equal_epochs", "machine")}
+    combined["tasks"] = {}
+    seeds: set[int] = set()
+    for task in dict.fromkeys(task for report in reports for task in report["tasks"]):
+        blocks = [report["tasks"][task] for report in reports if task in report["tasks"]]
+        runs = [run for block in blocks for run in block["runs"]]
+        keys = [(run["variant"], run["seed"]) for run in runs]
+        if len(keys) != len(set(keys)):
+            twice = sorted({key for key in keys if keys.count(key) > 1})
+            raise ValueError(f"{task}: the same variant and seed in two reports: {twice}")
+        seeds.update(run["seed"] for run in runs)
+        variants = list(dict.fromkeys(run["variant"] for run in runs))
+        summary = (summarize_equal_epochs if first["equal_epochs"] else summarize)(runs, variants)
+        combined["tasks"][task] = {**blocks[0], "summary": summary, "runs": runs}
+    combined["seeds"] = sorted(seeds)
+    combined["total_seconds"] = sum(report.get("total_seconds", 0) for report in reports)
+    return combined
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
@@ -322,7 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--run_args", default="", help="more run.py options for every run (e.g. a model)")
     parser.add_argument("--out", default=str(ROOT / "bench-results"))
-    parser.add_argument("--markdown", metavar="JSON", help="print a finished run's JSON as Markdown, then exit")
+    parser.add_argument(
+        "--markdown", metavar="JSON", nargs="+",
+        help="print a finished run's JSON as Markdown, then exit; several (e.g. one seed each): combined",
+    )  # fmt: skip
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
@@ -330,7 +365,11 @@ def main(argv: list[str] | None = None) -> int:
         Path(opts.result).write_text(json.dumps(worker_baseline(json.loads(opts.worker)), default=str))
         return 0
     if opts.markdown:
-        print(table(json.loads(Path(opts.markdown).read_text())))
+        try:
+            report = combine([json.loads(Path(path).read_text()) for path in opts.markdown])
+        except ValueError as error:
+            parser.error(f"--markdown: {error}")
+        print(table(report))
         return 0
 
     mode_name = "quick" if opts.quick else "subset" if opts.subset else "full"

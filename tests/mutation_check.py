@@ -100,6 +100,27 @@ MUTANTS = [
         [COMPARE + "test_experiment_options_split_a_seed_group"],
     ),
     (
+        "time-to-quality: combined reports keep the first report's summary",
+        "benchmarks/time_to_quality.py",
+        '{**blocks[0], "summary": summary, "runs": runs}',
+        '{**blocks[0], "runs": runs}',
+        [TTQ + "test_reports_of_one_seed_each_combine_into_the_summary_of_all_seeds"],
+    ),
+    (
+        "time-to-quality: a seed in two reports is combined twice",
+        "benchmarks/time_to_quality.py",
+        "if len(keys) != len(set(keys)):",
+        "if False:",
+        [TTQ + "test_reports_that_do_not_belong_together_are_not_combined"],
+    ),
+    (
+        "time-to-quality: reports with other targets are combined",
+        "benchmarks/time_to_quality.py",
+        'block["setting"] != first["tasks"][task]["setting"]',
+        "False",
+        [TTQ + "test_reports_that_do_not_belong_together_are_not_combined"],
+    ),
+    (
         "compare: the pool of a grouping that did not happen splits a seed group",
         "finetune_lab/compare.py",
         'options["options.data.group_by_length_pool"] = None  # the pool',

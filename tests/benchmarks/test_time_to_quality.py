@@ -4,10 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from time_to_quality import run_argv, summarize, summarize_equal_epochs, table  # noqa: E402
+from time_to_quality import combine, main, run_argv, summarize, summarize_equal_epochs, table  # noqa: E402
 
 
 def record(variant: str, seed: int, seconds: float | None, test: float, step: int = 100) -> dict:
@@ -30,6 +32,43 @@ def test_summary_takes_ratios_within_a_seed_and_counts_runs_that_never_reached_t
     assert default["steps"] == 400
     assert abs(default["test"]["mean"] - (0.82 + 0.84 + 0.70) / 3) < 1e-12  # test at the stop, reached or not
     assert rows["baseline"]["x_baseline"] == 1.0
+
+
+def one_seed_report(seed: int, runs: list[dict], target: float = 0.9) -> dict:
+    setting = {"target": target, "eval_steps": 10}
+    block = {"setting": setting, "main_metric": "f1", "summary": summarize(runs, ["baseline", "default"]), "runs": runs}
+    return {"mode": "full", "equal_epochs": False, "machine": "m", "seeds": [seed], "tasks": {"ner": block},
+            "total_seconds": 60.0}  # fmt: skip
+
+
+def test_reports_of_one_seed_each_combine_into_the_summary_of_all_seeds(tmp_path, capsys):
+    seed1 = [record("baseline", 1, 100.0, 0.80), record("default", 1, 20.0, 0.82)]
+    seed2 = [record("baseline", 2, 120.0, 0.81), record("default", 2, 60.0, 0.84)]
+    combined = combine([one_seed_report(1, seed1), one_seed_report(2, seed2)])
+    assert combined["seeds"] == [1, 2] and combined["total_seconds"] == 120.0
+    assert combined["tasks"]["ner"]["summary"] == summarize(seed1 + seed2, ["baseline", "default"])
+    assert combined["tasks"]["ner"]["summary"]["default"]["x_baseline"] == 3.5  # ratios still within a seed
+    paths = []
+    for seed, runs in ((1, seed1), (2, seed2)):
+        paths.append(tmp_path / f"seed{seed}.json")
+        paths[-1].write_text(json.dumps(one_seed_report(seed, runs)))
+    assert main(["--markdown", *map(str, paths)]) == 0
+    assert "| ner | default | f1 0.9 | 2/2 | 40 [20-60] | 3.50x |" in capsys.readouterr().out
+
+
+def test_reports_that_do_not_belong_together_are_not_combined(tmp_path, capsys):
+    seed1 = [record("baseline", 1, 100.0, 0.80)]
+    with pytest.raises(ValueError, match=r"the same variant and seed in two reports: \[\('baseline', 1\)\]"):
+        combine([one_seed_report(1, seed1), one_seed_report(1, seed1)])
+    with pytest.raises(ValueError, match="differ in ner's setting"):
+        combine([one_seed_report(1, seed1), one_seed_report(2, [record("baseline", 2, 1.0, 0.8)], target=0.8)])
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path in paths:
+        path.write_text(json.dumps(one_seed_report(1, seed1)))
+    with pytest.raises(SystemExit) as stop:
+        main(["--markdown", *map(str, paths)])
+    assert stop.value.code == 2
+    assert "--markdown: ner: the same variant and seed in two reports" in capsys.readouterr().err
 
 
 def equal_epochs_record(variant: str, seed: int, devs: list[float], test: float, rate: float) -> dict:
