@@ -307,6 +307,17 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines + _errors(report))
 
 
+def read_report(path: str) -> dict[str, Any]:
+    """A finished run's JSON; a missing or malformed file is a ValueError naming it."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+    if not isinstance(report, dict) or not {"mode", "equal_epochs", "machine", "tasks"} <= report.keys():
+        raise ValueError(f"{path}: not a time_to_quality.py report (no mode, equal_epochs, machine, tasks)")
+    return report
+
+
 def combine(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """Several runs' reports as one (e.g. one seed per session): the same mode and settings, each (task, variant,
     seed) once; the summaries are taken again over all the runs (ratios still within a seed)."""
@@ -366,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if opts.markdown:
         try:
-            report = combine([json.loads(Path(path).read_text()) for path in opts.markdown])
+            report = combine([read_report(path) for path in opts.markdown])
         except ValueError as error:
             parser.error(f"--markdown: {error}")
         print(table(report))

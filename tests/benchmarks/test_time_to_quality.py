@@ -69,6 +69,11 @@ def test_reports_that_do_not_belong_together_are_not_combined(tmp_path, capsys):
         main(["--markdown", *map(str, paths)])
     assert stop.value.code == 2
     assert "--markdown: ner: the same variant and seed in two reports" in capsys.readouterr().err
+    (tmp_path / "other.json").write_text('{"ner": 0.9}')
+    for path, reason in (("missing.json", "No such file"), ("other.json", "not a time_to_quality.py report")):
+        with pytest.raises(SystemExit) as stop:
+            main(["--markdown", str(tmp_path / path)])
+        assert stop.value.code == 2 and reason in capsys.readouterr().err
 
 
 def equal_epochs_record(variant: str, seed: int, devs: list[float], test: float, rate: float) -> dict:
