@@ -276,6 +276,7 @@ def _errors(report: dict[str, Any]) -> list[str]:
         for variant, row in block["summary"].items()
         for error in row["errors"]
     ]
+    errors += [f"- {line}" for line in report.get("replaced", [])]
     return [""] + errors if errors else []
 
 
@@ -318,9 +319,33 @@ def read_report(path: str) -> dict[str, Any]:
     return report
 
 
+def summarize_task(runs: list[dict[str, Any]], variants: list[str], equal_epochs: bool) -> dict[str, dict[str, Any]]:
+    """A task's summary rows: at equal epochs or to the target, as the report was run."""
+    return (summarize_equal_epochs if equal_epochs else summarize)(runs, variants)
+
+
+def _one_run_each(task: str, runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """One run per (variant, seed): a run that failed (e.g. killed) gives way to another report's run of the same
+    variant and seed, and is listed; two runs that both finished are a ValueError."""
+    kept: dict[tuple[str, int], dict[str, Any]] = {}
+    replaced = []
+    for run in runs:
+        key = (run["variant"], run["seed"])
+        earlier = kept.get(key)
+        if earlier is not None and "error" not in earlier and "error" not in run:
+            raise ValueError(f"{task}: the same variant and seed in two reports: [{key}]")
+        if earlier is not None:
+            failed, kept[key] = (earlier, run) if "error" in earlier else (run, earlier)
+            replaced.append(f"{task}/{key[0]} seed {key[1]}: a failed run ({failed['error']}) replaced by another")
+        else:
+            kept[key] = run
+    return list(kept.values()), replaced
+
+
 def combine(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """Several runs' reports as one (e.g. one seed per session): the same mode and settings, each (task, variant,
-    seed) once; the summaries are taken again over all the runs (ratios still within a seed)."""
+    seed) finished once (a failed run gives way to another report's run of it); the summaries are taken again over
+    all the runs (ratios still within a seed)."""
     first = reports[0]
     for report in reports[1:]:
         for key in ("mode", "equal_epochs", "machine"):
@@ -332,18 +357,17 @@ def combine(reports: list[dict[str, Any]]) -> dict[str, Any]:
                                  f"and {block['setting']}")  # fmt: skip
     combined = {key: first[key] for key in ("mode", "equal_epochs", "machine")}
     combined["tasks"] = {}
+    combined["replaced"] = []
     seeds: set[int] = set()
     for task in dict.fromkeys(task for report in reports for task in report["tasks"]):
         blocks = [report["tasks"][task] for report in reports if task in report["tasks"]]
-        runs = [run for block in blocks for run in block["runs"]]
-        keys = [(run["variant"], run["seed"]) for run in runs]
-        if len(keys) != len(set(keys)):
-            twice = sorted({key for key in keys if keys.count(key) > 1})
-            raise ValueError(f"{task}: the same variant and seed in two reports: {twice}")
+        runs, replaced = _one_run_each(task, [run for block in blocks for run in block["runs"]])
+        combined["replaced"] += replaced
         seeds.update(run["seed"] for run in runs)
         variants = list(dict.fromkeys(run["variant"] for run in runs))
-        summary = (summarize_equal_epochs if first["equal_epochs"] else summarize)(runs, variants)
-        combined["tasks"][task] = {**blocks[0], "summary": summary, "runs": runs}
+        combined["tasks"][task] = {
+            **blocks[0], "summary": summarize_task(runs, variants, first["equal_epochs"]), "runs": runs,
+        }  # fmt: skip
     combined["seeds"] = sorted(seeds)
     combined["total_seconds"] = sum(report.get("total_seconds", 0) for report in reports)
     return combined
@@ -431,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": mode_name, "equal_epochs": opts.equal_epochs, "machine": machine_line, "seeds": seeds, "tasks": {},
     }  # fmt: skip
     for task in tasks:
-        summary = (summarize_equal_epochs if opts.equal_epochs else summarize)(runs[task], variants)
+        summary = summarize_task(runs[task], variants, opts.equal_epochs)
         main_metric = next((r["main_metric"] for r in runs[task] if "main_metric" in r), "main metric")
         report["tasks"][task] = {
             "setting": settings[task], "main_metric": main_metric, "summary": summary, "runs": runs[task],

@@ -102,16 +102,30 @@ MUTANTS = [
     (
         "time-to-quality: combined reports keep the first report's summary",
         "benchmarks/time_to_quality.py",
-        '{**blocks[0], "summary": summary, "runs": runs}',
-        '{**blocks[0], "runs": runs}',
+        '**blocks[0], "summary": summarize_task(runs, variants, first["equal_epochs"]), "runs": runs,',
+        '**blocks[0], "runs": runs,',
         [TTQ + "test_reports_of_one_seed_each_combine_into_the_summary_of_all_seeds"],
     ),
     (
         "time-to-quality: a seed in two reports is combined twice",
         "benchmarks/time_to_quality.py",
-        "if len(keys) != len(set(keys)):",
+        'if earlier is not None and "error" not in earlier and "error" not in run:',
         "if False:",
         [TTQ + "test_reports_that_do_not_belong_together_are_not_combined"],
+    ),
+    (
+        "time-to-quality: a later report's failed run replaces a finished one",
+        "benchmarks/time_to_quality.py",
+        'failed, kept[key] = (earlier, run) if "error" in earlier else (run, earlier)',
+        "failed, kept[key] = earlier, run",
+        [TTQ + "test_a_failed_run_gives_way_to_a_later_run_of_the_same_variant_and_seed_and_is_listed"],
+    ),
+    (
+        "time-to-quality: a replaced failed run is not listed",
+        "benchmarks/time_to_quality.py",
+        'errors += [f"- {line}" for line in report.get("replaced", [])]',
+        "pass",
+        [TTQ + "test_a_failed_run_gives_way_to_a_later_run_of_the_same_variant_and_seed_and_is_listed"],
     ),
     (
         "time-to-quality: reports with other targets are combined",

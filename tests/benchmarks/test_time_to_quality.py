@@ -76,6 +76,21 @@ def test_reports_that_do_not_belong_together_are_not_combined(tmp_path, capsys):
         assert stop.value.code == 2 and reason in capsys.readouterr().err
 
 
+def test_a_failed_run_gives_way_to_a_later_run_of_the_same_variant_and_seed_and_is_listed(tmp_path, capsys):
+    killed = {"variant": "baseline", "seed": 1, "error": "exit -15", "wall_seconds": 1200.0}
+    seed1 = [record("default", 1, 20.0, 0.82), killed]
+    rerun = [record("baseline", 1, 100.0, 0.80)]
+    combined = combine([one_seed_report(1, seed1), one_seed_report(1, rerun)])
+    runs = combined["tasks"]["ner"]["runs"]
+    assert sorted((r["variant"], "error" in r) for r in runs) == [("baseline", False), ("default", False)]
+    summary = combined["tasks"]["ner"]["summary"]
+    assert summary["baseline"]["errors"] == [] and summary["default"]["x_baseline"] == 5.0
+    assert combined["replaced"] == ["ner/baseline seed 1: a failed run (exit -15) replaced by another"]
+    assert "- ner/baseline seed 1: a failed run (exit -15) replaced by another" in table(combined)
+    # in either order: the finished run is kept
+    assert combine([one_seed_report(1, rerun), one_seed_report(1, seed1)])["tasks"]["ner"]["summary"] == summary
+
+
 def equal_epochs_record(variant: str, seed: int, devs: list[float], test: float, rate: float) -> dict:
     history = [{"step": 10 * (i + 1), "dev": d} for i, d in enumerate(devs)]
     return {"variant": variant, "seed": seed, "dev_history": history, "test": {"f1": test}, "samples_per_second": rate}
