@@ -373,6 +373,24 @@ def combine(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return combined
 
 
+def make_report(
+    head: dict[str, Any], settings: dict[str, dict[str, Any]], runs: dict[str, list[dict[str, Any]]], seconds: float
+) -> dict[str, Any]:
+    """The report of the runs so far: per task its setting, main metric, summary and runs."""
+    tasks = {}
+    for task, task_runs in runs.items():
+        if not task_runs:
+            continue
+        variants = list(dict.fromkeys(run["variant"] for run in task_runs))
+        main_metric = next((r["main_metric"] for r in task_runs if "main_metric" in r), "main metric")
+        tasks[task] = {
+            "setting": settings[task], "main_metric": main_metric, "runs": task_runs,
+            "summary": summarize_task(task_runs, variants, head["equal_epochs"]),
+        }  # fmt: skip
+    seeds = sorted({run["seed"] for task_runs in runs.values() for run in task_runs})
+    return {**head, "seeds": seeds, "tasks": tasks, "total_seconds": round(seconds, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
@@ -432,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict[str, Any]]] = {task: [] for task in tasks}
     settings = {task: {**SETTINGS[mode_name][task], **({"target": opts.target} if opts.target is not None else {})}
                 for task in tasks}  # fmt: skip
+    name = mode_name + ("-equal-epochs" if opts.equal_epochs else "")
+    path = out_dir / f"ttq-{stamp}-{name}.json"
+    # rewritten after every run, so a benchmark killed after hours keeps what it finished (--markdown reads it)
+    partial = path.with_suffix(".partial.json")
+    head = {"mode": mode_name, "equal_epochs": opts.equal_epochs, "machine": machine_line}
     with tempfile.TemporaryDirectory(prefix="ttq-", dir=out_dir) as scratch:
         for seed in seeds:
             for task in tasks:
@@ -451,19 +474,10 @@ def main(argv: list[str] | None = None) -> int:
                         shown = f"dev {dev}, test {next(iter(record['test'].values()))}"
                     print(f"  seed {seed} {task:<10} {variant:<13} {shown} (process {record['wall_seconds']:.0f} s)",
                           flush=True)  # fmt: skip
-    report: dict[str, Any] = {
-        "mode": mode_name, "equal_epochs": opts.equal_epochs, "machine": machine_line, "seeds": seeds, "tasks": {},
-    }  # fmt: skip
-    for task in tasks:
-        summary = summarize_task(runs[task], variants, opts.equal_epochs)
-        main_metric = next((r["main_metric"] for r in runs[task] if "main_metric" in r), "main metric")
-        report["tasks"][task] = {
-            "setting": settings[task], "main_metric": main_metric, "summary": summary, "runs": runs[task],
-        }  # fmt: skip
-    report["total_seconds"] = round(time.perf_counter() - started, 1)
-    name = mode_name + ("-equal-epochs" if opts.equal_epochs else "")
-    path = out_dir / f"ttq-{stamp}-{name}.json"
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+                    report = make_report(head, settings, runs, time.perf_counter() - started)
+                    partial.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    path.write_text(partial.read_text())
+    partial.unlink()
     (out_dir / f"ttq-latest-{name}.json").write_text(path.read_text())
     print("\n" + table(report))
     print(f"\nwrote {path} ({report['total_seconds'] / 60:.1f} min)")

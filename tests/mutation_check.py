@@ -121,6 +121,13 @@ MUTANTS = [
         [TTQ + "test_a_failed_run_gives_way_to_a_later_run_of_the_same_variant_and_seed_and_is_listed"],
     ),
     (
+        "time-to-quality: a killed benchmark keeps nothing of what it finished",
+        "benchmarks/time_to_quality.py",
+        'partial.write_text(json.dumps(report, indent=2, default=str) + "\\n")',
+        "pass",
+        [TTQ + "test_a_benchmark_killed_midway_keeps_its_finished_runs_in_a_partial_report"],
+    ),
+    (
         "time-to-quality: a replaced failed run is not listed",
         "benchmarks/time_to_quality.py",
         'errors += [f"- {line}" for line in report.get("replaced", [])]',

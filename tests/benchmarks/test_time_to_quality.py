@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import time_to_quality  # noqa: E402
 from time_to_quality import combine, main, run_argv, summarize, summarize_equal_epochs, table  # noqa: E402
 
 
@@ -91,6 +92,25 @@ def test_a_failed_run_gives_way_to_a_later_run_of_the_same_variant_and_seed_and_
     assert combine([one_seed_report(1, rerun), one_seed_report(1, seed1)])["tasks"]["ner"]["summary"] == summary
 
 
+def test_a_benchmark_killed_midway_keeps_its_finished_runs_in_a_partial_report(tmp_path, monkeypatch, capsys):
+    def run_project(argv: list[str], log) -> dict:
+        if argv[argv.index("--task") + 1] == "sentiment":
+            raise KeyboardInterrupt  # killed during the second task's first run
+        seed = int(argv[argv.index("--seed") + 1])
+        return {**record("default", seed, 20.0 * seed, 0.8), "main_metric": "f1", "wall_seconds": 30.0}
+
+    monkeypatch.setattr(time_to_quality, "run_project", run_project)
+    with pytest.raises(KeyboardInterrupt):
+        main(["--quick", "--tasks", "ner,sentiment", "--variants", "default", "--seeds", "1", "--out", str(tmp_path)])
+    (partial,) = tmp_path.glob("ttq-*-quick.partial.json")
+    assert not list(tmp_path.glob("ttq-latest*"))  # the report proper is written only at the end
+    report = json.loads(partial.read_text())
+    assert report["seeds"] == [1] and list(report["tasks"]) == ["ner"]
+    assert [(r["variant"], r["seed"]) for r in report["tasks"]["ner"]["runs"]] == [("default", 1)]
+    assert main(["--markdown", str(partial)]) == 0
+    assert "| ner | default | f1 0.0 | 1/1 | 20 [20-20] |" in capsys.readouterr().out
+
+
 def equal_epochs_record(variant: str, seed: int, devs: list[float], test: float, rate: float) -> dict:
     history = [{"step": 10 * (i + 1), "dev": d} for i, d in enumerate(devs)]
     return {"variant": variant, "seed": seed, "dev_history": history, "test": {"f1": test}, "samples_per_second": rate}
@@ -138,6 +158,7 @@ def test_smoke_run_launches_each_variant_to_its_target_and_writes_the_table(tiny
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads((tmp_path / "ttq-latest-quick.json").read_text())
+    assert not list(tmp_path.glob("*.partial.json"))  # replaced by the report proper
     runs = report["tasks"]["ner"]["runs"]
     assert [r["variant"] for r in runs] == ["default", "baseline"]
     for run in runs:  # target 0.0: reached at the first dev evaluation, 2 optimizer steps in
