@@ -319,11 +319,6 @@ def read_report(path: str) -> dict[str, Any]:
     return report
 
 
-def summarize_task(runs: list[dict[str, Any]], variants: list[str], equal_epochs: bool) -> dict[str, dict[str, Any]]:
-    """A task's summary rows: at equal epochs or to the target, as the report was run."""
-    return (summarize_equal_epochs if equal_epochs else summarize)(runs, variants)
-
-
 def _one_run_each(task: str, runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
     """One run per (variant, seed): a run that failed (e.g. killed) gives way to another report's run of the same
     variant and seed, and is listed; two runs that both finished are a ValueError."""
@@ -355,22 +350,16 @@ def combine(reports: list[dict[str, Any]]) -> dict[str, Any]:
             if task in first["tasks"] and block["setting"] != first["tasks"][task]["setting"]:
                 raise ValueError(f"the reports differ in {task}'s setting: {first['tasks'][task]['setting']} "
                                  f"and {block['setting']}")  # fmt: skip
-    combined = {key: first[key] for key in ("mode", "equal_epochs", "machine")}
-    combined["tasks"] = {}
-    combined["replaced"] = []
-    seeds: set[int] = set()
+    runs: dict[str, list[dict[str, Any]]] = {}
+    settings, replaced = {}, []
     for task in dict.fromkeys(task for report in reports for task in report["tasks"]):
         blocks = [report["tasks"][task] for report in reports if task in report["tasks"]]
-        runs, replaced = _one_run_each(task, [run for block in blocks for run in block["runs"]])
-        combined["replaced"] += replaced
-        seeds.update(run["seed"] for run in runs)
-        variants = list(dict.fromkeys(run["variant"] for run in runs))
-        combined["tasks"][task] = {
-            **blocks[0], "summary": summarize_task(runs, variants, first["equal_epochs"]), "runs": runs,
-        }  # fmt: skip
-    combined["seeds"] = sorted(seeds)
-    combined["total_seconds"] = sum(report.get("total_seconds", 0) for report in reports)
-    return combined
+        runs[task], task_replaced = _one_run_each(task, [run for block in blocks for run in block["runs"]])
+        settings[task] = blocks[0]["setting"]
+        replaced += task_replaced
+    head = {key: first[key] for key in ("mode", "equal_epochs", "machine")}
+    seconds = sum(report.get("total_seconds", 0) for report in reports)
+    return {**make_report(head, settings, runs, seconds), "replaced": replaced}
 
 
 def make_report(
@@ -385,7 +374,7 @@ def make_report(
         main_metric = next((r["main_metric"] for r in task_runs if "main_metric" in r), "main metric")
         tasks[task] = {
             "setting": settings[task], "main_metric": main_metric, "runs": task_runs,
-            "summary": summarize_task(task_runs, variants, head["equal_epochs"]),
+            "summary": (summarize_equal_epochs if head["equal_epochs"] else summarize)(task_runs, variants),
         }  # fmt: skip
     seeds = sorted({run["seed"] for task_runs in runs.values() for run in task_runs})
     return {**head, "seeds": seeds, "tasks": tasks, "total_seconds": round(seconds, 1)}

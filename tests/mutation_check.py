@@ -100,10 +100,10 @@ MUTANTS = [
         [COMPARE + "test_experiment_options_split_a_seed_group"],
     ),
     (
-        "time-to-quality: combined reports keep the first report's summary",
+        "time-to-quality: combined reports keep only the first report's runs",
         "benchmarks/time_to_quality.py",
-        '**blocks[0], "summary": summarize_task(runs, variants, first["equal_epochs"]), "runs": runs,',
-        '**blocks[0], "runs": runs,',
+        'runs[task], task_replaced = _one_run_each(task, [run for block in blocks for run in block["runs"]])',
+        'runs[task], task_replaced = _one_run_each(task, [run for run in blocks[0]["runs"]])',
         [TTQ + "test_reports_of_one_seed_each_combine_into_the_summary_of_all_seeds"],
     ),
     (

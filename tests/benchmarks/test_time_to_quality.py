@@ -16,7 +16,7 @@ from time_to_quality import combine, main, run_argv, summarize, summarize_equal_
 def record(variant: str, seed: int, seconds: float | None, test: float, step: int = 100) -> dict:
     reached = {"seconds": seconds, "step": step, "epoch": 1.0, "dev": 0.9} if seconds is not None else None
     return {"variant": variant, "seed": seed, "stop_at_dev_score": {"target": 0.9, "reached": reached},
-            "test": {"f1": test}}  # fmt: skip
+            "test": {"f1": test}, "main_metric": "f1"}  # fmt: skip
 
 
 def test_summary_takes_ratios_within_a_seed_and_counts_runs_that_never_reached_the_target():
