@@ -191,12 +191,17 @@ def _mean_std(values: list[float]) -> dict[str, float] | None:
     return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
+def _same_report(reference: dict[str, Any] | None, run: dict[str, Any]) -> dict[str, Any] | None:
+    """The reference run, where it ran in the same report as `run` (combine tags each run with its report)."""
+    return reference if reference is not None and reference.get("report") == run.get("report") else None
+
+
 def summarize(
     runs: list[dict[str, Any]], variants: list[str], references: Sequence[str] = ("baseline", "random_order")
 ) -> dict[str, dict[str, Any]]:
     """Per variant: runs that reached the target, median time [min, max], median steps, the test metric at the
     stop, and for each reference `x_<reference>`: the median over seeds of (reference's time / this variant's
-    time) where both reached it (None where the reference did not run)."""
+    time) where both reached it in one report (None where the reference did not run there)."""
     by_seed = {(r["variant"], r["seed"]): r for r in runs}
     rows: dict[str, dict[str, Any]] = {}
     for variant in variants:
@@ -207,7 +212,7 @@ def summarize(
         ratios: dict[str, list[float]] = {reference: [] for reference in references}
         for r in mine:
             for reference in references:
-                ref = by_seed.get((reference, r["seed"]))
+                ref = _same_report(by_seed.get((reference, r["seed"])), r)
                 if ref is not None and time_to_target(r) and time_to_target(ref):
                     ratios[reference].append(time_to_target(ref) / time_to_target(r))
         rows[variant] = {
@@ -235,7 +240,7 @@ def summarize_equal_epochs(runs: list[dict[str, Any]], variants: list[str]) -> d
         rates = [r["samples_per_second"] for r in mine if r.get("samples_per_second")]
         ratios = []
         for r in mine:
-            ref = by_seed.get(("random_order", r["seed"]))
+            ref = _same_report(by_seed.get(("random_order", r["seed"])), r)
             if ref is not None and ref.get("samples_per_second") and r.get("samples_per_second"):
                 ratios.append(r["samples_per_second"] / ref["samples_per_second"])
         rows[variant] = {
@@ -249,9 +254,15 @@ def summarize_equal_epochs(runs: list[dict[str, Any]], variants: list[str]) -> d
     return rows
 
 
+def _header(report: dict[str, Any], mode: str) -> str:
+    options = f" run.py options added to every run: {report['run_args']}." if report.get("run_args") else ""
+    return (f"Machine: {report['machine']}. Mode: {mode}; seeds {report['seeds']}, interleaved; ratios within a seed "
+            f"and one report.{options}")  # fmt: skip
+
+
 def table_equal_epochs(report: dict[str, Any]) -> str:
     lines = [
-        f"Machine: {report['machine']}. Mode: {report['mode']}, equal epochs; seeds {report['seeds']}, interleaved.",
+        _header(report, f"{report['mode']}, equal epochs"),
         "",
         "| task | variant | runs | dev by epoch: mean ± std | test at the end: mean ± std | train samples/s | "
         "x random order |",
@@ -284,7 +295,7 @@ def table(report: dict[str, Any]) -> str:
     if report.get("equal_epochs"):
         return table_equal_epochs(report)
     lines = [
-        f"Machine: {report['machine']}. Mode: {report['mode']}; seeds {report['seeds']}, interleaved.",
+        _header(report, report["mode"]),
         "",
         "| task | variant | target (dev) | reached | time to target, s: median [min-max] | x baseline | "
         "x random order | steps | test at the stop: mean ± std |",
@@ -301,7 +312,7 @@ def table(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {task} | {variant} | {block['main_metric']} {setting['target']} | {row['reached']}/{row['runs']} | "
                 f"{when} | {f'{ratio:.2f}x' if ratio else '-'} | {f'{random_ratio:.2f}x' if random_ratio else '-'} | "
-                f"{row['steps'] if row['steps'] is not None else '-'} | "
+                f"{format(row['steps'], 'g') if row['steps'] is not None else '-'} | "
                 + (f"{test['mean']:.4f} ± {test['std']:.4f}" if test else "-")
                 + " |"
             )
@@ -340,12 +351,12 @@ def _one_run_each(task: str, runs: list[dict[str, Any]]) -> tuple[list[dict[str,
 def combine(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """Several runs' reports as one (e.g. one seed per session): the same mode and settings, each (task, variant,
     seed) finished once (a failed run gives way to another report's run of it); the summaries are taken again over
-    all the runs (ratios still within a seed)."""
+    all the runs. Ratios pair only runs of one report: another session (or machine) runs at another speed."""
     first = reports[0]
     for report in reports[1:]:
-        for key in ("mode", "equal_epochs", "machine"):
-            if report[key] != first[key]:
-                raise ValueError(f"the reports differ in {key}: {first[key]!r} and {report[key]!r}")
+        for key in ("mode", "equal_epochs", "run_args"):
+            if report.get(key, "") != first.get(key, ""):
+                raise ValueError(f"the reports differ in {key}: {first.get(key, '')!r} and {report.get(key, '')!r}")
         for task, block in report["tasks"].items():
             if task in first["tasks"] and block["setting"] != first["tasks"][task]["setting"]:
                 raise ValueError(f"the reports differ in {task}'s setting: {first['tasks'][task]['setting']} "
@@ -353,11 +364,19 @@ def combine(reports: list[dict[str, Any]]) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {}
     settings, replaced = {}, []
     for task in dict.fromkeys(task for report in reports for task in report["tasks"]):
-        blocks = [report["tasks"][task] for report in reports if task in report["tasks"]]
-        runs[task], task_replaced = _one_run_each(task, [run for block in blocks for run in block["runs"]])
-        settings[task] = blocks[0]["setting"]
+        in_task = [(i, report["tasks"][task]) for i, report in enumerate(reports) if task in report["tasks"]]
+        tagged = [{**run, "report": i} for i, block in in_task for run in block["runs"]]
+        runs[task], task_replaced = _one_run_each(task, tagged)
+        settings[task] = in_task[0][1]["setting"]
         replaced += task_replaced
-    head = {key: first[key] for key in ("mode", "equal_epochs", "machine")}
+    seeds_on: dict[str, set[int]] = {}
+    for report in reports:
+        seeds_on.setdefault(report["machine"], set()).update(report["seeds"])
+    machine = first["machine"] if len(seeds_on) == 1 else "; ".join(
+        f"seeds {', '.join(map(str, sorted(seeds)))}: {name}" for name, seeds in seeds_on.items()
+    )  # fmt: skip
+    head = {"mode": first["mode"], "equal_epochs": first["equal_epochs"], "machine": machine,
+            "run_args": first.get("run_args", "")}  # fmt: skip
     seconds = sum(report.get("total_seconds", 0) for report in reports)
     return {**make_report(head, settings, runs, seconds), "replaced": replaced}
 
@@ -443,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     path = out_dir / f"ttq-{stamp}-{name}.json"
     # rewritten after every run, so a benchmark killed after hours keeps what it finished (--markdown reads it)
     partial = path.with_suffix(".partial.json")
-    head = {"mode": mode_name, "equal_epochs": opts.equal_epochs, "machine": machine_line}
+    head = {"mode": mode_name, "equal_epochs": opts.equal_epochs, "machine": machine_line, "run_args": opts.run_args}
     with tempfile.TemporaryDirectory(prefix="ttq-", dir=out_dir) as scratch:
         for seed in seeds:
             for task in tasks:

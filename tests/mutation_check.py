@@ -102,8 +102,8 @@ MUTANTS = [
     (
         "time-to-quality: combined reports keep only the first report's runs",
         "benchmarks/time_to_quality.py",
-        'runs[task], task_replaced = _one_run_each(task, [run for block in blocks for run in block["runs"]])',
-        'runs[task], task_replaced = _one_run_each(task, [run for run in blocks[0]["runs"]])',
+        'tagged = [{**run, "report": i} for i, block in in_task for run in block["runs"]]',
+        'tagged = [{**run, "report": i} for i, block in in_task[:1] for run in block["runs"]]',
         [TTQ + "test_reports_of_one_seed_each_combine_into_the_summary_of_all_seeds"],
     ),
     (
@@ -119,6 +119,27 @@ MUTANTS = [
         'failed, kept[key] = (earlier, run) if "error" in earlier else (run, earlier)',
         "failed, kept[key] = earlier, run",
         [TTQ + "test_a_failed_run_gives_way_to_a_later_run_of_the_same_variant_and_seed_and_is_listed"],
+    ),
+    (
+        "time-to-quality: a ratio pairs runs of two reports (two sessions)",
+        "benchmarks/time_to_quality.py",
+        'reference.get("report") == run.get("report")',
+        "True",
+        [TTQ + "test_a_failed_run_gives_way_to_a_later_run_of_the_same_variant_and_seed_and_is_listed"],
+    ),
+    (
+        "time-to-quality: combined reports named by the first report's machine alone",
+        "benchmarks/time_to_quality.py",
+        'machine = first["machine"] if len(seeds_on) == 1 else',
+        'machine = first["machine"] if True else',
+        [TTQ + "test_reports_from_two_machines_name_each_machine_and_take_ratios_only_within_a_report"],
+    ),
+    (
+        "time-to-quality: reports with other run.py options are combined",
+        "benchmarks/time_to_quality.py",
+        'for key in ("mode", "equal_epochs", "run_args"):',
+        'for key in ("mode", "equal_epochs"):',
+        [TTQ + "test_reports_that_do_not_belong_together_are_not_combined"],
     ),
     (
         "time-to-quality: a killed benchmark keeps nothing of what it finished",

@@ -35,11 +35,11 @@ def test_summary_takes_ratios_within_a_seed_and_counts_runs_that_never_reached_t
     assert rows["baseline"]["x_baseline"] == 1.0
 
 
-def one_seed_report(seed: int, runs: list[dict], target: float = 0.9) -> dict:
+def one_seed_report(seed: int, runs: list[dict], target: float = 0.9, machine: str = "m", run_args: str = "") -> dict:
     setting = {"target": target, "eval_steps": 10}
     block = {"setting": setting, "main_metric": "f1", "summary": summarize(runs, ["baseline", "default"]), "runs": runs}
-    return {"mode": "full", "equal_epochs": False, "machine": "m", "seeds": [seed], "tasks": {"ner": block},
-            "total_seconds": 60.0}  # fmt: skip
+    return {"mode": "full", "equal_epochs": False, "machine": machine, "run_args": run_args, "seeds": [seed],
+            "tasks": {"ner": block}, "total_seconds": 60.0}  # fmt: skip
 
 
 def test_reports_of_one_seed_each_combine_into_the_summary_of_all_seeds(tmp_path, capsys):
@@ -47,7 +47,8 @@ def test_reports_of_one_seed_each_combine_into_the_summary_of_all_seeds(tmp_path
     seed2 = [record("baseline", 2, 120.0, 0.81), record("default", 2, 60.0, 0.84)]
     combined = combine([one_seed_report(1, seed1), one_seed_report(2, seed2)])
     assert combined["seeds"] == [1, 2] and combined["total_seconds"] == 120.0
-    assert combined["tasks"]["ner"]["summary"] == summarize(seed1 + seed2, ["baseline", "default"])
+    tagged = [{**run, "report": 0} for run in seed1] + [{**run, "report": 1} for run in seed2]
+    assert combined["tasks"]["ner"]["summary"] == summarize(tagged, ["baseline", "default"])
     assert combined["tasks"]["ner"]["summary"]["default"]["x_baseline"] == 3.5  # ratios still within a seed
     paths = []
     for seed, runs in ((1, seed1), (2, seed2)):
@@ -63,6 +64,10 @@ def test_reports_that_do_not_belong_together_are_not_combined(tmp_path, capsys):
         combine([one_seed_report(1, seed1), one_seed_report(1, seed1)])
     with pytest.raises(ValueError, match="differ in ner's setting"):
         combine([one_seed_report(1, seed1), one_seed_report(2, [record("baseline", 2, 1.0, 0.8)], target=0.8)])
+    with pytest.raises(ValueError, match="differ in run_args: '' and '--bf16 false'"):
+        combine(
+            [one_seed_report(1, seed1), one_seed_report(2, [record("baseline", 2, 1.0, 0.8)], run_args="--bf16 false")]
+        )
     paths = [tmp_path / "a.json", tmp_path / "b.json"]
     for path in paths:
         path.write_text(json.dumps(one_seed_report(1, seed1)))
@@ -85,11 +90,28 @@ def test_a_failed_run_gives_way_to_a_later_run_of_the_same_variant_and_seed_and_
     runs = combined["tasks"]["ner"]["runs"]
     assert sorted((r["variant"], "error" in r) for r in runs) == [("baseline", False), ("default", False)]
     summary = combined["tasks"]["ner"]["summary"]
-    assert summary["baseline"]["errors"] == [] and summary["default"]["x_baseline"] == 5.0
+    assert summary["baseline"]["errors"] == [] and summary["baseline"]["seconds"]["median"] == 100.0
+    # the rerun ran in another session: its time counts, but no ratio pairs it with the first report's runs
+    assert summary["default"]["x_baseline"] is None
     assert combined["replaced"] == ["ner/baseline seed 1: a failed run (exit -15) replaced by another"]
     assert "- ner/baseline seed 1: a failed run (exit -15) replaced by another" in table(combined)
     # in either order: the finished run is kept
     assert combine([one_seed_report(1, rerun), one_seed_report(1, seed1)])["tasks"]["ner"]["summary"] == summary
+
+
+def test_reports_from_two_machines_name_each_machine_and_take_ratios_only_within_a_report():
+    seed1 = [record("baseline", 1, 100.0, 0.80), record("default", 1, 20.0, 0.82)]
+    seed2 = [record("baseline", 2, 120.0, 0.81), record("default", 2, 60.0, 0.84)]
+    seed3 = [record("baseline", 3, 100.0, 0.82), record("default", 3, 25.0, 0.83, step=101)]
+    combined = combine([one_seed_report(1, seed1, machine="AMD"), one_seed_report(2, seed2, machine="AMD"),
+                        one_seed_report(3, seed3, machine="Intel")])  # fmt: skip
+    assert combined["machine"] == "seeds 1, 2: AMD; seeds 3: Intel"
+    default = combined["tasks"]["ner"]["summary"]["default"]
+    assert default["x_baseline"] == 4.0  # median of 5, 2 and 4
+    assert default["steps"] == 100
+    text = table(combined)
+    assert text.startswith("Machine: seeds 1, 2: AMD; seeds 3: Intel. Mode: full; seeds [1, 2, 3]")
+    assert "| ner | default | f1 0.9 | 3/3 | 25 [20-60] | 4.00x | - | 100 |" in text  # steps as 100, not 100.0
 
 
 def test_a_benchmark_killed_midway_keeps_its_finished_runs_in_a_partial_report(tmp_path, monkeypatch, capsys):
