@@ -15,7 +15,8 @@ counts training plus those dev evaluations. Project variants run as users run th
 --config_file accelerate_config.yaml run.py ...`, a fresh process each); the tutorial baseline
 (benchmarks/baseline.py) is the same hand-written loop as `make bench`'s. Seeds are interleaved (seed 1:
 every variant, then seed 2, ...), so drift on a shared machine hits all alike; ratios are taken within a
-seed, then the median over seeds.
+seed, then the median over seeds (and, for combined reports, within one report: another session or machine runs
+at another speed).
 
 `--equal_epochs` asks the other question (is a batching as good as random order at the same number of
 epochs, and how much faster per sample?): every variant trains all the epochs with no target, dev scored
