@@ -110,6 +110,13 @@ class SearchArguments:
         default=None, metadata={"help": "Two stages: epochs of every stage-1 trial (e.g. 1)."}
     )
     top_k: int = field(default=3, metadata={"help": "Two stages: the best k stage-1 trials re-run on all the data."})
+    baseline: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the task's default values of the searched options as the first trial (two stages: "
+            "re-run on all the data beside the top k, so the search's best is measured against them)."
+        },
+    )
     best_file: str | None = field(
         default=None, metadata={"help": "Where the best parameters go (default: experiments/<study>-best.yaml)."}
     )
@@ -141,6 +148,7 @@ class Settings:
     metric: str  # the dev main metric (metric_for_best_model), the objective
     maximize: bool
     stage1_args: list[str]  # the extra options of a stage-1 trial (two stages), else []
+    baseline: dict[str, Any] | None = None  # --baseline: the searched options' values without the search
 
     @property
     def two_stage(self) -> bool:
@@ -213,6 +221,7 @@ def settle(argv: list[str]) -> Settings:
     if not metric:
         raise UsageError(f"task {args.task}: no metric_for_best_model, so a search has nothing to maximise")
     maximize = greater_is_better(metric, probe.training.greater_is_better)
+    baseline = baseline_values(args.task, run_args, space, space_path) if args.baseline else None
 
     stage1_args: list[str] = []
     if args.stage1_fraction is not None or args.stage1_epochs is not None:
@@ -232,7 +241,36 @@ def settle(argv: list[str]) -> Settings:
             cap = probe.data.max_train_samples
             used = min(total, cap) if cap else total
             stage1_args += ["--max_train_samples", str(max(1, round(used * args.stage1_fraction)))]
-    return Settings(args, args.task, study_name, study_dir, space, run_args, metric, maximize, stage1_args)
+    return Settings(args, args.task, study_name, study_dir, space, run_args, metric, maximize, stage1_args, baseline)
+
+
+def baseline_values(task: str, run_args: list[str], space: SearchSpace, space_path: str) -> dict[str, Any]:
+    """The value each searched option has in a run without the search (task defaults, the search's run
+    options, the space's fixed values); each must lie in the space, or Optuna could not replay it."""
+    from finetune_lab.arguments import parse_arguments
+
+    parsed = parse_arguments(["--task", task, *run_args, *as_cli(space.fixed)])
+    groups = [parsed.run, parsed.model, parsed.data, parsed.task_options, parsed.training]
+    values = {}
+    for name, dist in space.params.items():
+        value = next(getattr(group, name) for group in groups if group is not None and hasattr(group, name))
+        inside = value in dist.choices if hasattr(dist, "choices") else dist.low <= value <= dist.high
+        if not inside:
+            where = f"choices {list(dist.choices)}" if hasattr(dist, "choices") else f"{dist.low:g} to {dist.high:g}"
+            raise UsageError(
+                f"--baseline: {name} is {value!r} without the search, outside {space_path} ({where}); "
+                "widen the space or leave --baseline out"
+            )
+        values[name] = value
+    return values
+
+
+def queue_baseline(study: optuna.Study, settings: Settings) -> None:
+    """--baseline: the defaults, queued once as a trial of stage 1 (whichever worker comes first)."""
+    with study_lock(settings.study_dir):
+        if study.user_attrs.get("baseline_queued") is None:
+            study.enqueue_trial(settings.baseline, user_attrs={"baseline": True})
+            study.set_user_attr("baseline_queued", True)
 
 
 def _first_value(dist: Any) -> Any:
@@ -362,6 +400,7 @@ def retry_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         print(f"trial {trial.number}: interrupted {retries + 1} times with these parameters; not queued again")
         return
     user_attrs = {"retry_of": trial.number, "retries": retries + 1}
+    user_attrs |= {k: v for k, v in trial.user_attrs.items() if k in ("baseline", "stage1_trial", "stage1_value")}
     study.enqueue_trial(trial.params, user_attrs=user_attrs)
     print(f"trial {trial.number}: interrupted (its worker stopped); queued again with the same parameters")
 
@@ -579,6 +618,8 @@ def work(settings: Settings, stage: int, worker_index: int) -> None:
     objective = Objective(settings, worker, stage, name)
     try:
         fail_stale_trials(study, settings)
+        if stage == 1 and settings.baseline is not None:
+            queue_baseline(study, settings)
         if stage == 1:
             if counted(study) >= settings.args.n_trials:
                 return
@@ -650,8 +691,15 @@ def queue_stage2(settings: Settings) -> optuna.Study:
     with study_lock(settings.study_dir):
         if full.user_attrs.get("queued") is None:
             top = ranked(stage1)[: settings.args.top_k]
+            # --baseline: the defaults go to stage 2 too, whatever their stage-1 rank (pruned included)
+            done = (TrialState.COMPLETE, TrialState.PRUNED)
+            base = [t.number for t in stage1.get_trials(deepcopy=False, states=done) if t.user_attrs.get("baseline")]
+            top += [stage1.trials[n] for n in base[:1] if n not in {t.number for t in top}]
             for trial in top:
-                full.enqueue_trial(trial.params, user_attrs={"stage1_trial": trial.number, "stage1_value": trial.value})
+                attrs = {"stage1_trial": trial.number, "stage1_value": trial.value}
+                if trial.number in base:
+                    attrs["baseline"] = True
+                full.enqueue_trial(trial.params, user_attrs=attrs)
             full.set_user_attr("queued", [t.number for t in top])
             print(f"stage 2: stage-1 trials {[t.number for t in top]} re-run on all the training data")
     return full
@@ -686,6 +734,8 @@ def trial_rows(study: optuna.Study, settings: Settings) -> tuple[list[str], list
         note = []
         if "retry_of" in trial.user_attrs:
             note.append(f"re-run of {trial.user_attrs['retry_of']}")
+        if trial.user_attrs.get("baseline"):
+            note.append("baseline: no search")
         if "stage1_trial" in trial.user_attrs:
             note.append(f"stage-1 trial {trial.user_attrs['stage1_trial']}")
         if trial.state == TrialState.PRUNED:

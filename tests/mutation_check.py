@@ -37,6 +37,27 @@ TTQ = "tests/benchmarks/test_time_to_quality.py::"
 MODELING = "tests/finetune_lab/test_modeling.py::"
 MUTANTS = [
     (
+        "search --baseline: the defaults never reach stage 2 unless among the top k",
+        "finetune_lab/search.py",
+        "            top += [stage1.trials[n] for n in base[:1] if n not in {t.number for t in top}]\n",
+        "",
+        [SEARCH + "test_baseline_runs_the_defaults_first_and_again_on_all_the_data_beside_the_top_k"],
+    ),
+    (
+        "search --baseline: not queued as a trial",
+        "finetune_lab/search.py",
+        '            study.enqueue_trial(settings.baseline, user_attrs={"baseline": True})\n',
+        "            pass\n",
+        [SEARCH + "test_baseline_runs_the_defaults_first_and_again_on_all_the_data_beside_the_top_k"],
+    ),
+    (
+        "search --baseline: a default outside the space accepted",
+        "finetune_lab/search.py",
+        "        if not inside:\n",
+        "        if False:\n",
+        [SEARCH + "test_a_baseline_outside_the_space_is_one_line_naming_the_option"],
+    ),
+    (
         "--attention_dropout never reaches the config",
         "finetune_lab/modeling.py",
         "        setattr(config, key, value)\n",

@@ -275,6 +275,28 @@ def test_two_stages_run_every_trial_on_a_part_then_the_best_on_all_the_data(tiny
     assert yaml.safe_load(best.read_text())["learning_rate"] == chosen.params["learning_rate"]
 
 
+def test_baseline_runs_the_defaults_first_and_again_on_all_the_data_beside_the_top_k(tiny_model_dir, capsys):
+    """--baseline: trial 0 is the task's defaults (sentiment: lr 1e-4, warmup 0.1), and stage 2 re-runs it
+    beside the top k even when its stage-1 rank would leave it out, so the best is measured against it."""
+    # the highest dev loss wins here: a larger learning rate than the defaults' 1e-4 outranks them in stage 1
+    space = space_file(SPACE + "metric_for_best_model: loss\ngreater_is_better: true\n")
+    args = ["--task", "sentiment", "--space", space, "--n_trials", "3", "--study_name", "base", "--baseline"]
+    args += ["--stage1_fraction", "0.5", "--stage1_epochs", "1", "--top_k", "1"]
+    args += tiny(tiny_model_dir, train=128, epochs=2)
+    search.main(args)
+    out = capsys.readouterr().out
+
+    stage1, stage2 = load(Path("outputs/search/base"), "base"), load(Path("outputs/search/base"), "base-full")
+    assert len(stage1.trials) == 3
+    assert stage1.trials[0].params == {"learning_rate": 1e-4, "warmup_steps": 0.1}
+    assert stage1.trials[0].user_attrs["baseline"] and not any(t.user_attrs.get("baseline") for t in stage1.trials[1:])
+    best = max(stage1.trials, key=lambda t: t.value)
+    assert best.number != 0, "the scenario needs a baseline outside the top 1"
+    assert [t.params for t in stage2.trials] == [best.params, stage1.trials[0].params]
+    assert [t.user_attrs.get("baseline", False) for t in stage2.trials] == [False, True]
+    assert "baseline: no search" in out
+
+
 # --- bad input ---------------------------------------------------------------------------------------
 
 BAD_SPACES = [
@@ -324,6 +346,14 @@ def test_contradicting_search_options_are_one_line_errors(args, message):
         args = [*args, "--stage1_epochs", "1"]
     with pytest.raises(UsageError, match=re.escape(message)):
         search.main(["--task", "sentiment", "--space", space_file(), *args])
+
+
+def test_a_baseline_outside_the_space_is_one_line_naming_the_option():
+    space = space_file("learning_rate: {low: 1.0e-3, high: 1.0e-2, log: true}\n")
+    message = "--baseline: learning_rate is 0.0001 without the search, outside space.yaml (0.001 to 0.01)"
+    with pytest.raises(UsageError, match=re.escape(message)):
+        search.main(["--task", "sentiment", "--space", space, "--baseline", "--report_to", "none"])
+    assert not Path("outputs").exists()  # nothing ran
 
 
 def test_the_command_line_error_is_one_line_and_exit_code_2(capsys):
