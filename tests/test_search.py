@@ -348,11 +348,11 @@ def test_contradicting_search_options_are_one_line_errors(args, message):
         search.main(["--task", "sentiment", "--space", space_file(), *args])
 
 
-def test_a_baseline_outside_the_space_is_one_line_naming_the_option():
+def test_a_baseline_outside_the_space_is_one_line_naming_the_option(tiny_model_dir):
     space = space_file("learning_rate: {low: 1.0e-3, high: 1.0e-2, log: true}\n")
     message = "--baseline: learning_rate is 0.0001 without the search, outside space.yaml (0.001 to 0.01)"
     with pytest.raises(UsageError, match=re.escape(message)):
-        search.main(["--task", "sentiment", "--space", space, "--baseline", "--report_to", "none"])
+        search.main(["--task", "sentiment", "--space", space, "--baseline", "--n_trials", "1", *tiny(tiny_model_dir)])
     assert not Path("outputs").exists()  # nothing ran
 
 
