@@ -618,9 +618,9 @@ def work(settings: Settings, stage: int, worker_index: int) -> None:
     objective = Objective(settings, worker, stage, name)
     try:
         fail_stale_trials(study, settings)
-        if stage == 1 and settings.baseline is not None:
-            queue_baseline(study, settings)
         if stage == 1:
+            if settings.baseline is not None:
+                queue_baseline(study, settings)
             if counted(study) >= settings.args.n_trials:
                 return
             # Finished + pruned + running trials, over every worker: each stops once the study has n_trials.
