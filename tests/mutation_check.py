@@ -58,6 +58,13 @@ MUTANTS = [
         [SEARCH + "test_a_baseline_outside_the_space_is_one_line_naming_the_option"],
     ),
     (
+        "search --baseline: a best file that is the baseline reads like a found recipe",
+        "finetune_lab/search.py",
+        '          if trial.user_attrs.get("baseline") else []),\n',
+        "          if False else []),\n",
+        [SEARCH + "test_a_best_file_that_is_the_baseline_says_so"],
+    ),
+    (
         "--attention_dropout never reaches the config",
         "finetune_lab/modeling.py",
         "        setattr(config, key, value)\n",

@@ -295,6 +295,17 @@ def test_baseline_runs_the_defaults_first_and_again_on_all_the_data_beside_the_t
     assert [t.params for t in stage2.trials] == [best.params, stage1.trials[0].params]
     assert [t.user_attrs.get("baseline", False) for t in stage2.trials] == [False, True]
     assert "baseline: no search" in out
+    winner = max(stage2.trials, key=lambda t: t.value)
+    marked = "This is the baseline" in Path("experiments/base-best.yaml").read_text()
+    assert marked == bool(winner.user_attrs.get("baseline")), "the best file says whether the baseline won"
+
+
+def test_a_best_file_that_is_the_baseline_says_so(tiny_model_dir):
+    """When no trial beats the defaults, the best file must not read like a found recipe."""
+    args = ["--task", "sentiment", "--space", space_file(SPACE), "--n_trials", "1", "--study_name", "only"]
+    search.main(args + ["--baseline"] + tiny(tiny_model_dir, train=32, epochs=1))
+    text = Path("experiments/only-best.yaml").read_text()
+    assert "This is the baseline" in text and yaml.safe_load(text)["learning_rate"] == 1e-4
 
 
 # --- bad input ---------------------------------------------------------------------------------------
