@@ -823,8 +823,11 @@ def write_best(settings: Settings, study: optuna.Study, trial: FrozenTrial) -> P
     header = [
         f"# Best of search {settings.study_name}{stage}: trial {trial.number}, dev {settings.metric} "
         f"{trial.value:.4f} ({len(study.trials)} trials).",
-        *(["# This is the baseline (--baseline: the values without the search); no trial beat it."]
-          if trial.user_attrs.get("baseline") else []),
+        *(
+            ["# This is the baseline (--baseline: the values without the search); no trial beat it."]
+            if trial.user_attrs.get("baseline")
+            else []
+        ),
         f"# Written by search.py from {settings.space.path}; run it: make {settings.task} EXP={path}",
     ]
     import yaml
