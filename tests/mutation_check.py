@@ -60,8 +60,8 @@ MUTANTS = [
     (
         "search --baseline: a best file that is the baseline reads like a found recipe",
         "finetune_lab/search.py",
-        '          if trial.user_attrs.get("baseline") else []),\n',
-        "          if False else []),\n",
+        '            if trial.user_attrs.get("baseline")\n',
+        "            if False\n",
         [SEARCH + "test_a_best_file_that_is_the_baseline_says_so"],
     ),
     (
