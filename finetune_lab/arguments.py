@@ -809,6 +809,19 @@ def follow_evaluation(values: dict[str, Any], explicit: Any) -> tuple[dict[str, 
     return changes, why
 
 
+def follow_teacher(values: dict[str, Any], explicit: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """A task's default label smoothing, switched off (and said why) under --teacher.
+
+    The teacher's soft targets already smooth the labels (ner's default 0.04 came from a search
+    without distillation); set by the user, it stays an error (check_distillation).
+    """
+    if values.get("teacher") and values["label_smoothing_factor"] and not explicit("label_smoothing_factor"):
+        return {"label_smoothing_factor": 0.0}, {
+            "label_smoothing_factor": "--teacher: the teacher's soft targets already smooth the labels"
+        }
+    return {}, {}
+
+
 def _renamed(experiment: dict[str, Any], path: str | None) -> dict[str, Any]:
     """Experiment keys under their current names (RENAMED); an old and a new spelling together is an error."""
     out: dict[str, Any] = {}
@@ -966,6 +979,8 @@ def parse_arguments(argv: list[str] | None = None) -> ParsedArguments:
         names = [s for s in parser._option_string_actions if s.startswith("--")]
         raise UsageError(f"unknown option {option}{did_you_mean(option.split('=')[0], names)}; see run.py --help")
     changes, followed = follow_evaluation(vars(raw), explicit)
+    teacher_changes, teacher_followed = follow_teacher(vars(raw), explicit)
+    changes, followed = {**changes, **teacher_changes}, {**followed, **teacher_followed}
     parser.set_defaults(**changes)
     sources.update({option: f"follows: {why}" for option, why in followed.items()})
     try:

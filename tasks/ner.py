@@ -18,8 +18,14 @@ class ConllNer(TokenClassificationTask):
     description = "English NER, CoNLL-2003 (embedded copy; Hub: --dataset_name eriktks/conll2003)"
     label_names = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
     defaults = {
-        # The small uncased MiniLM default wants a higher rate than BERT-base's usual 2e-5..5e-5.
-        "learning_rate": 1e-4,
+        # From the NER search (docs/search.md), rounded: 0.8691 +- 0.0023 test F1 over seeds 1-3
+        # against 0.8619 +- 0.0010 for the old 1e-4 x 3 epochs. The small uncased MiniLM wants a
+        # higher rate than BERT-base's usual 2e-5..5e-5.
+        "learning_rate": 1.5e-4,
+        "num_train_epochs": 5,
+        "warmup_steps": 0.02,
+        "weight_decay": 0.005,
+        "label_smoothing_factor": 0.04,
         "max_seq_length": 128,
         "metric_for_best_model": "f1",
     }

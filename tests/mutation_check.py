@@ -37,6 +37,20 @@ TTQ = "tests/benchmarks/test_time_to_quality.py::"
 MODELING = "tests/finetune_lab/test_modeling.py::"
 MUTANTS = [
     (
+        "--teacher: a task's default label smoothing stays on (or the user's is dropped silently)",
+        "finetune_lab/arguments.py",
+        ' and not explicit("label_smoothing_factor"):\n',
+        ":\n",
+        [ARGS + "test_a_teacher_switches_off_the_task_default_label_smoothing_and_says_why"],
+    ),
+    (
+        "--teacher: a task's default label smoothing is not switched off",
+        "finetune_lab/arguments.py",
+        '        return {"label_smoothing_factor": 0.0}, {\n',
+        "        return {}, {\n",
+        [ARGS + "test_a_teacher_switches_off_the_task_default_label_smoothing_and_says_why"],
+    ),
+    (
         "search --baseline: the defaults never reach stage 2 unless among the top k",
         "finetune_lab/search.py",
         "            top += [stage1.trials[n] for n in base[:1] if n not in {t.number for t in top}]\n",

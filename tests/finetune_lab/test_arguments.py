@@ -8,24 +8,29 @@ from finetune_lab.errors import UsageError
 def test_base_and_task_defaults(tmp_path):
     args = parse_arguments(["--task", "ner"])
     t = args.training
-    assert (t.learning_rate, t.weight_decay, t.warmup_steps) == (1e-4, 0.01, 0.1)  # ner's own lr
-    assert (t.num_train_epochs, t.per_device_train_batch_size, t.seed) == (3, 32, 42)
+    # ner's own recipe, from its search (docs/search.md)
+    assert (t.learning_rate, t.weight_decay, t.warmup_steps, t.label_smoothing_factor) == (1.5e-4, 0.005, 0.02, 0.04)
+    assert (t.num_train_epochs, t.per_device_train_batch_size, t.seed) == (5, 32, 42)
     assert t.eval_strategy == "epoch" and t.save_strategy == "epoch" and t.load_best_model_at_end
     assert t.metric_for_best_model == "f1" and t.report_to == ["wandb"]
     assert t.save_total_limit == 2  # disk use stays bounded by default
     assert t.per_device_eval_batch_size == (256 if torch.cuda.is_available() else 32)  # measured fastest
     assert args.run.early_stopping_patience == 2
     assert args.task.name == "ner"
+    base = parse_arguments(["--task", "sentiment"]).training  # sentiment sets only its learning rate
+    assert (base.weight_decay, base.warmup_steps, base.label_smoothing_factor) == (0.01, 0.1, 0.0)
+    assert (base.num_train_epochs, base.per_device_train_batch_size) == (3, 32)
 
 
 def test_precedence_task_then_experiment_then_command_line(tmp_path):
     exp = tmp_path / "e.yaml"
     exp.write_text("task: ner\nlearning_rate: 3.0e-5\nnum_train_epochs: 5\nmax_seq_length: 64\n")
     args = parse_arguments(["--experiment", str(exp), "--num_train_epochs", "7"])
-    assert args.training.learning_rate == 3e-5  # experiment beats the task default (1e-4)
+    assert args.training.learning_rate == 3e-5  # experiment beats the task default (1.5e-4)
     assert args.training.num_train_epochs == 7  # command line beats the experiment
     assert args.data.max_seq_length == 64
-    assert args.training.weight_decay == 0.01  # untouched base default
+    assert args.training.weight_decay == 0.005  # the task default, untouched
+    assert args.training.adam_beta2 == 0.999  # untouched base default
 
 
 def test_json_experiment_files_work_too(tmp_path):
@@ -192,6 +197,20 @@ def test_do_eval_false_switches_off_the_defaults_that_need_evaluation_and_says_w
     assert args.run.early_stopping_patience == 0
 
 
+def test_a_teacher_switches_off_the_task_default_label_smoothing_and_says_why(tmp_path):
+    args = parse_arguments(["--task", "ner", "--teacher", str(tmp_path)])  # ner's default smooths by 0.04
+    assert args.training.label_smoothing_factor == 0.0
+    assert args.sources["label_smoothing_factor"] == (
+        "follows: --teacher: the teacher's soft targets already smooth the labels"
+    )
+    assert parse_arguments(["--task", "ner"]).training.label_smoothing_factor == 0.04  # only under --teacher
+    exp = tmp_path / "e.yaml"
+    exp.write_text("task: ner\nlabel_smoothing_factor: 0.1\n")
+    for given in (["--task", "ner", "--label_smoothing_factor", "0.1"], ["--experiment", str(exp)]):
+        with pytest.raises(UsageError, match=r"--label_smoothing_factor 0.1 with --teacher: .* leave it out"):
+            parse_arguments([*given, "--teacher", str(tmp_path)])
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -263,7 +282,7 @@ def test_sources_say_where_each_value_came_from(tmp_path):
     assert args.sources["learning_rate"] == "task default (ner)"
     assert args.sources["num_train_epochs"] == f"experiment {exp}"
     assert args.sources["seed"] == args.sources["max_train_samples"] == "command line"
-    assert args.sources["weight_decay"] == "project default"
+    assert args.sources["eval_strategy"] == "project default"
     assert args.sources["adam_beta1"] == "default"
     assert args.explicit("seed") and args.explicit("num_train_epochs") and not args.explicit("learning_rate")
 
