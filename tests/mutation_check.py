@@ -37,7 +37,7 @@ TTQ = "tests/benchmarks/test_time_to_quality.py::"
 MODELING = "tests/finetune_lab/test_modeling.py::"
 MUTANTS = [
     (
-        "--teacher: a task's default label smoothing stays on (or the user's is dropped silently)",
+        "--teacher: the user's own label smoothing is switched off, not an error",
         "finetune_lab/arguments.py",
         ' and not explicit("label_smoothing_factor"):\n',
         ":\n",
