@@ -300,9 +300,8 @@ def test_help_is_one_screen_with_the_tasks_and_their_defaults(run_cli):
     lines = done.stdout.splitlines()
     assert len(lines) <= 80
     task_lines = [i for i, line in enumerate(lines) if line.startswith("  ner ")]
-    assert (
-        task_lines and "learning_rate 1.5e-4, num_train_epochs 5" in lines[task_lines[0] + 1]
-    )  # ner's own default, right below it
+    # ner's own defaults, on the line right below it
+    assert task_lines and "learning_rate 1.5e-4, num_train_epochs 5" in lines[task_lines[0] + 1]
     assert task_lines[0] < next(i for i, line in enumerate(lines) if line.startswith("  --"))  # tasks first
     for option in ("--max_train_samples", "--text_column_name", "--do_eval", "--resume_from_checkpoint"):
         assert f"  {option} " in done.stdout
